@@ -1,0 +1,123 @@
+//! Up-front checks of the regularizer's inputs, so misuse fails with a message that names the fix.
+
+use crate::error::{Error, Result};
+use tch::{Device, Kind, Tensor};
+
+/// How many projections to take: `n` random ones, or every output coordinate (`n = -1`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Projections {
+    Random(i64),
+    Exact,
+}
+
+impl Projections {
+    pub fn from_n(n: i64) -> Result<Self> {
+        match n {
+            -1 => Ok(Projections::Exact),
+            n if n >= 1 => Ok(Projections::Random(n)),
+            n => Err(Error::value_error(format!(
+                "n must be a positive number of random projections, or -1 for the exact \
+                 Jacobian norm; got n={n}"
+            ))),
+        }
+    }
+
+    pub fn n(self) -> i64 {
+        match self {
+            Projections::Random(n) => n,
+            Projections::Exact => -1,
+        }
+    }
+}
+
+/// PyTorch's own spelling of a dtype, so messages read like the rest of a user's traceback.
+pub fn dtype_name(kind: Kind) -> String {
+    let name = match kind {
+        Kind::Uint8 => "uint8",
+        Kind::Int8 => "int8",
+        Kind::Int16 => "int16",
+        Kind::Int => "int32",
+        Kind::Int64 => "int64",
+        Kind::Half => "float16",
+        Kind::Float => "float32",
+        Kind::Double => "float64",
+        Kind::ComplexHalf => "complex32",
+        Kind::ComplexFloat => "complex64",
+        Kind::ComplexDouble => "complex128",
+        Kind::Bool => "bool",
+        Kind::BFloat16 => "bfloat16",
+        other => return format!("{other:?}"),
+    };
+    format!("torch.{name}")
+}
+
+fn is_real_float(kind: Kind) -> bool {
+    matches!(kind, Kind::Half | Kind::BFloat16 | Kind::Float | Kind::Double)
+}
+
+fn check_dtype(t: &Tensor, name: &str, role: &str) -> Result<Kind> {
+    let kind = t.f_kind().map_err(|_| {
+        Error::type_error(format!(
+            "{name} ({role}) has a dtype this library does not support; use float32, float64, \
+             float16 or bfloat16"
+        ))
+    })?;
+    if !is_real_float(kind) {
+        return Err(Error::type_error(format!(
+            "{name} ({role}) must be a real floating-point tensor (float32, float64, float16 or \
+             bfloat16), got {}; integer, boolean and complex tensors have no Jacobian to \
+             regularize",
+            dtype_name(kind)
+        )));
+    }
+    Ok(kind)
+}
+
+fn check_device(t: &Tensor, name: &str) -> Result<Device> {
+    match t.device() {
+        // tch reports every device type other than CPU and CUDA as one of these two.
+        Device::Mps | Device::Vulkan => Err(Error::runtime_error(format!(
+            "{name} is on a device this library does not support; move it to the CPU or a CUDA \
+             device"
+        ))),
+        device => Ok(device),
+    }
+}
+
+/// Checks `x` and `y` and returns y's dtype.
+pub fn check_inputs(x: &Tensor, y: &Tensor) -> Result<Kind> {
+    if x.is_sparse() || y.is_sparse() || x.is_mkldnn() || y.is_mkldnn() {
+        return Err(Error::type_error(
+            "x and y must be dense (strided) tensors; convert with .to_dense()",
+        ));
+    }
+    check_dtype(x, "x", "the model's input")?;
+    let kind = check_dtype(y, "y", "the model's output")?;
+    if y.dim() == 0 {
+        return Err(Error::value_error(
+            "y is 0-d, so it has no batch dimension; pass the model's output of shape [B, ...], \
+             not a reduced loss",
+        ));
+    }
+    let (x_device, y_device) = (check_device(x, "x")?, check_device(y, "y")?);
+    if x_device != y_device {
+        return Err(Error::runtime_error(format!(
+            "x and y must be on the same device, got x on {x_device:?} and y on {y_device:?}; \
+             pass the tensor the model was called on and the model's output"
+        )));
+    }
+    if !x.requires_grad() {
+        return Err(Error::runtime_error(
+            "x does not require grad, so the Jacobian of y with respect to x cannot be computed; \
+             set `data.requires_grad = True` before the forward pass `output = model(data)`",
+        ));
+    }
+    if !y.requires_grad() {
+        return Err(Error::runtime_error(
+            "y does not require grad: it was computed under torch.no_grad() or \
+             torch.inference_mode(), or it does not depend on x; compute the output from x with \
+             gradients enabled",
+        ));
+    }
+    Ok(kind)
+}

@@ -1,0 +1,76 @@
+//! Errors of the regularizer, each raised in Python as the exception type a PyTorch user expects.
+
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::PyErr;
+use tch::TchError;
+
+/// What went wrong, classified the way PyTorch classifies it: wrong kind of argument (TypeError),
+/// wrong value (ValueError), or a graph, device or engine problem (RuntimeError).
+#[derive(Debug)]
+pub enum Error {
+    Type(String),
+    Value(String),
+    Runtime(String),
+    /// An exception raised by Python itself while we ran, such as KeyboardInterrupt.
+    Python(PyErr),
+}
+
+impl Error {
+    pub fn type_error(msg: impl Into<String>) -> Self {
+        Error::Type(msg.into())
+    }
+
+    pub fn value_error(msg: impl Into<String>) -> Self {
+        Error::Value(msg.into())
+    }
+
+    pub fn runtime_error(msg: impl Into<String>) -> Self {
+        Error::Runtime(msg.into())
+    }
+}
+
+/// libtorch appends a C++ stack trace to its messages; users need only the sentence before it.
+fn first_paragraph(message: &str) -> &str {
+    let end = ["\nException raised from", "\nframe #"]
+        .iter()
+        .filter_map(|marker| message.find(marker))
+        .min()
+        .unwrap_or(message.len());
+    message[..end].trim()
+}
+
+impl From<TchError> for Error {
+    fn from(err: TchError) -> Self {
+        let message = match &err {
+            TchError::Torch(message) => first_paragraph(message).to_owned(),
+            other => other.to_string(),
+        };
+        if message.contains("backward through the graph a second time") {
+            return Error::Runtime(format!(
+                "the graph of y was already freed by an earlier backward pass; call the \
+                 regularizer before loss.backward(), or pass retain_graph=True to the earlier \
+                 backward (libtorch: {message})"
+            ));
+        }
+        Error::Runtime(message)
+    }
+}
+
+impl From<PyErr> for Error {
+    fn from(err: PyErr) -> Self {
+        Error::Python(err)
+    }
+}
+
+impl From<Error> for PyErr {
+    fn from(err: Error) -> Self {
+        match err {
+            Error::Type(msg) => PyTypeError::new_err(msg),
+            Error::Value(msg) => PyValueError::new_err(msg),
+            Error::Runtime(msg) => PyRuntimeError::new_err(msg),
+            Error::Python(err) => err,
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Error>;

@@ -1,0 +1,94 @@
+"""Smoke runs of the MNIST example on the bundled digits and on MNIST-format files on disk."""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from jacobian.datasets import load_digits, load_mnist, mnist_available
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "mnist.py"
+
+
+@pytest.fixture(scope="module")
+def example():
+    spec = importlib.util.spec_from_file_location("mnist_example", EXAMPLE)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["mnist_example"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_digits_split():
+    train, test = load_digits()
+    assert len(train) + len(test) == 1797
+    x, y = train.tensors
+    assert x.shape[1:] == (1, 8, 8) and x.dtype == torch.float32
+    assert 0 <= x.min() and x.max() <= 1 and y.dtype == torch.int64
+
+
+def test_example_trains_on_digits(example, capsys):
+    after = example.main(["--epochs", "3", "--print-every", "10"])
+    out = capsys.readouterr().out
+    assert "Data: digits (1347 training, 450 test images)." in out
+    assert "[1,    10] supervised loss:" in out
+    assert "Test set results on digits with lambda_JR=0.100." in out
+    assert "After 3 epochs of training:" in out
+    assert after.total == 450
+    assert after.correct / after.total > 0.8
+
+
+def test_evaluation_averages_over_the_whole_test_set(example):
+    torch.manual_seed(0)
+    _, test = load_digits()
+    model = example.MLP(inputs=64)
+    loader = torch.utils.data.DataLoader(test, batch_size=64, shuffle=False)
+    result = example.evaluate(torch.device("cpu"), model, loader, torch.nn.CrossEntropyLoss(), 0.1)
+    x, y = test.tensors
+    x = x.clone().requires_grad_()
+    output = model(x)
+    expected_super = torch.nn.functional.cross_entropy(output, y).item()
+    jac = torch.autograd.functional.jacobian(lambda t: model(t).sum(0), x)  # [C, N, 1, 8, 8]
+    expected_jr = 0.5 * jac.pow(2).sum().item() / len(test)
+    assert result.total == len(test)
+    assert result.loss_super == pytest.approx(expected_super, rel=1e-5)
+    assert result.loss_jr == pytest.approx(expected_jr, rel=1e-4)
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
+        int(d).to_bytes(4, "big") for d in array.shape
+    )
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+def test_mnist_files_on_disk_are_used(example, tmp_path, capsys):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for prefix, count in (("train", 128), ("t10k", 64)):
+        write_idx(raw / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (count, 28, 28)))
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte.gz", rng.integers(0, 10, count))
+    assert mnist_available(tmp_path)
+    train, test = load_mnist(tmp_path)
+    assert train.tensors[0].shape == (128, 1, 28, 28) and len(test) == 64
+    example.main(["--data-dir", str(tmp_path), "--epochs", "1", "--print-every", "1"])
+    out = capsys.readouterr().out
+    assert "Data: MNIST (128 training, 64 test images)." in out
+    assert "accuracy: " in out and "/64=" in out
+
+
+def test_missing_mnist_falls_back_to_digits(example, tmp_path, capsys):
+    assert not mnist_available(tmp_path)
+    with pytest.raises(FileNotFoundError, match="--download"):
+        load_mnist(tmp_path)
+    example.main(["--data-dir", str(tmp_path), "--epochs", "1"])
+    out = capsys.readouterr().out
+    assert "No MNIST files under" in out and "Data: digits" in out
