@@ -12,11 +12,10 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import nn, optim
-from torch.utils.data import DataLoader, TensorDataset
-
 from jacobian import JacobianReg
 from jacobian.datasets import load_digits, load_mnist, mnist_available
+from torch import nn, optim
+from torch.utils.data import DataLoader, TensorDataset
 
 
 class MLP(nn.Module):
@@ -49,7 +48,11 @@ class Evaluation:
 
 
 def evaluate(
-    device: torch.device, model: nn.Module, loader: DataLoader, criterion: nn.Module, lambda_jr: float
+    device: torch.device,
+    model: nn.Module,
+    loader: DataLoader,
+    criterion: nn.Module,
+    lambda_jr: float,
 ) -> Evaluation:
     """Evaluates accuracy, the supervised loss and the exact Jacobian loss over a whole dataset.
 
@@ -85,26 +88,31 @@ def evaluate(
     )
 
 
+def normalize(train: TensorDataset, test: TensorDataset) -> tuple[TensorDataset, TensorDataset]:
+    """Standardises pixels with the training set's mean and std, as upstream does for MNIST."""
+    mean, std = train.tensors[0].mean(), train.tensors[0].std()
+    return tuple(  # type: ignore[return-value]
+        TensorDataset((images - mean) / std, labels)
+        for images, labels in (train.tensors, test.tensors)
+    )
+
+
 def load(args: argparse.Namespace) -> tuple[str, TensorDataset, TensorDataset]:
     """Picks MNIST when it is on disk (or a download was asked for), else the bundled digits."""
     if args.data_dir and (args.download or mnist_available(args.data_dir)):
-        train, test = load_mnist(args.data_dir, download=args.download)
-        return "MNIST", train, test
+        return "MNIST", *normalize(*load_mnist(args.data_dir, download=args.download))
     if args.data_dir:
         print(f"No MNIST files under {args.data_dir}; using the bundled handwritten digits.")
-    train, test = load_digits(seed=args.seed)
-    return "digits", train, test
+    return "digits", *normalize(*load_digits(seed=args.seed))
 
 
 def print_summary(title: str, result: Evaluation) -> None:
     """Prints one block of the before/after summary in the upstream example's format."""
     print(title)
-    print(
-        "\taccuracy: %d/%d=%.3f" % (result.correct, result.total, result.correct / result.total)
-    )
-    print("\tsupervised loss: %.3f" % result.loss_super)
-    print("\tJacobian loss: %.3f" % result.loss_jr)
-    print("\ttotal loss: %.3f" % result.loss)
+    print(f"\taccuracy: {result.correct}/{result.total}={result.correct / result.total:.3f}")
+    print(f"\tsupervised loss: {result.loss_super:.3f}")
+    print(f"\tJacobian loss: {result.loss_jr:.3f}")
+    print(f"\ttotal loss: {result.loss:.3f}")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -141,7 +149,7 @@ def main(argv: list[str] | None = None) -> Evaluation:
 
     before = evaluate(device, model, testloader, criterion, args.lambda_jr)
     for epoch in range(epochs):
-        print("Training epoch %d." % (epoch + 1))
+        print(f"Training epoch {epoch + 1}.")
         running_super = running_jr = 0.0
         for idx, (data, target) in enumerate(trainloader):
             data, target = data.to(device), target.to(device)
@@ -156,16 +164,17 @@ def main(argv: list[str] | None = None) -> Evaluation:
             running_super += loss_super.item()
             running_jr += loss_jr.item()
             if idx % print_every == print_every - 1:
+                super_avg, jr_avg = running_super / print_every, running_jr / print_every
                 print(
-                    "[%d, %5d] supervised loss: %.3f, Jacobian loss: %.3f"
-                    % (epoch + 1, idx + 1, running_super / print_every, running_jr / print_every)
+                    f"[{epoch + 1}, {idx + 1:5d}] supervised loss: {super_avg:.3f}, "
+                    f"Jacobian loss: {jr_avg:.3f}"
                 )
                 running_super = running_jr = 0.0
     after = evaluate(device, model, testloader, criterion, args.lambda_jr)
 
-    print("\nTest set results on %s with lambda_JR=%.3f.\n" % (name, args.lambda_jr))
+    print(f"\nTest set results on {name} with lambda_JR={args.lambda_jr:.3f}.\n")
     print_summary("Before training:", before)
-    print_summary("\nAfter %d epochs of training:" % epochs, after)
+    print_summary(f"\nAfter {epochs} epochs of training:", after)
     return after
 
 

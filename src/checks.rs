@@ -52,7 +52,10 @@ pub fn dtype_name(kind: Kind) -> String {
 }
 
 fn is_real_float(kind: Kind) -> bool {
-    matches!(kind, Kind::Half | Kind::BFloat16 | Kind::Float | Kind::Double)
+    matches!(
+        kind,
+        Kind::Half | Kind::BFloat16 | Kind::Float | Kind::Double
+    )
 }
 
 fn check_dtype(t: &Tensor, name: &str, role: &str) -> Result<Kind> {

@@ -6,6 +6,7 @@ mod regularizer;
 
 use checks::Projections;
 use error::Error;
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::PyBool;
 use tch::Tensor;
@@ -27,13 +28,32 @@ fn tensor_arg(ob: &Bound<'_, PyAny>, name: &str, role: &str) -> PyResult<Tensor>
     }
 }
 
+/// Reads a tensor's shape through Python: tch's `size()` panics on nested tensors and on tensors
+/// with symbolic sizes (as torch.compile traces them), where Python raises an exception instead.
+fn concrete_shape(ob: &Bound<'_, PyAny>, name: &str) -> PyResult<Vec<i64>> {
+    let py = ob.py();
+    let shape = ob.getattr(intern!(py, "shape")).ok();
+    match shape.map(|shape| shape.extract::<Vec<i64>>()) {
+        Some(Ok(shape)) => Ok(shape),
+        _ => Err(Error::type_error(format!(
+            "{name} must be a regular (strided) tensor with a concrete shape; nested tensors and \
+             symbolic shapes are not supported"
+        ))
+        .into()),
+    }
+}
+
 fn projections_arg(n: &Bound<'_, PyAny>) -> PyResult<Projections> {
     // bool is a subclass of int in Python, but JacobianReg(True) is a mistake, not n=1.
     if n.is_instance_of::<PyBool>() {
         return Err(Error::type_error("n must be an int, got a bool").into());
     }
     let value: i64 = n.extract().map_err(|_| {
-        let type_name = n.get_type().name().map(|s| s.to_string()).unwrap_or_default();
+        let type_name = n
+            .get_type()
+            .name()
+            .map(|s| s.to_string())
+            .unwrap_or_default();
         Error::type_error(format!(
             "n must be an int (a number of random projections, or -1 for the exact norm), \
              got {type_name}"
@@ -58,14 +78,17 @@ fn jacobian_reg<'py>(
     n: &Bound<'py, PyAny>,
     create_graph: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let x = tensor_arg(x, "x", "the model's input")?;
-    let y = tensor_arg(y, "y", "the model's output")?;
+    let (x_ob, y_ob) = (x, y);
+    let x = tensor_arg(x_ob, "x", "the model's input")?;
+    let y = tensor_arg(y_ob, "y", "the model's output")?;
+    concrete_shape(x_ob, "x")?;
+    let y_shape = concrete_shape(y_ob, "y")?;
     let projections = projections_arg(n)?;
     // libtorch's Python engine refuses to run backward while this thread holds the GIL, and a
     // Python autograd.Function in the model needs the GIL on the engine's threads.
     let result = py.allow_threads(move || {
         let interrupt = || Python::with_gil(|py| py.check_signals()).map_err(Error::from);
-        regularizer::jacobian_penalty(&x, &y, projections, create_graph, &interrupt)
+        regularizer::jacobian_penalty(&x, &y, &y_shape, projections, create_graph, &interrupt)
     })?;
     let ptr = result.pyobject_wrap().map_err(Error::from)?;
     // SAFETY: pyobject_wrap returns a new reference to a torch.Tensor.

@@ -9,19 +9,28 @@ pub type Interrupt<'a> = &'a dyn Fn() -> Result<()>;
 
 /// R = 1/2 · C/(n·B) · Σ_k ‖v_kᵀ J‖² for the Jacobian J of `y` ([B, ...]) with respect to `x`.
 ///
+/// `y_shape` is y's shape, read by the caller: tch's own `size()` panics where a shape is not
+/// concrete, which the caller reports as an error instead.
+///
 /// With `create_graph` the result is differentiable (the double-backward graph is built); without
 /// it the result is a plain number for logging. The graph of `y` is always kept for the caller.
 pub fn jacobian_penalty(
     x: &Tensor,
     y: &Tensor,
+    y_shape: &[i64],
     projections: Projections,
     create_graph: bool,
     interrupt: Interrupt,
 ) -> Result<Tensor> {
     let kind = check_inputs(x, y)?;
-    let shape = y.size();
-    let batch = shape[0];
-    let per_sample: i64 = shape[1..].iter().product();
+    let (batch, per_sample) = match y_shape {
+        [batch, rest @ ..] => (*batch, rest.iter().product::<i64>()),
+        [] => {
+            return Err(Error::runtime_error(
+                "y's shape does not match its dimensions",
+            ))
+        }
+    };
     if batch == 0 || per_sample == 0 {
         // Zero, yet still attached to y's graph, so `loss.backward()` works on an empty batch.
         return Ok(y.f_sum(None)?.f_mul_scalar(0.0)?);
@@ -43,7 +52,9 @@ pub fn jacobian_penalty(
             let projected = match projections {
                 Projections::Exact => y2d.f_select(1, k)?.f_sum(None)?,
                 Projections::Random(_) if per_sample == 1 => y2d.f_sum(None)?,
-                Projections::Random(_) => y2d.f_mul(&unit_sphere(&y2d, kind)?)?.f_sum(None)?,
+                Projections::Random(_) => y2d
+                    .f_mul(&unit_sphere(&y2d, [batch, per_sample], kind)?)?
+                    .f_sum(None)?,
             };
             let squared = squared_norm(&vector_jacobian_product(&projected, x, create_graph)?)?;
             total = Some(match total {
@@ -58,8 +69,8 @@ pub fn jacobian_penalty(
 }
 
 /// One standard-normal draw per sample, normalised per row: the upstream library's draw order.
-fn unit_sphere(y2d: &Tensor, kind: Kind) -> Result<Tensor> {
-    let v = Tensor::f_randn(y2d.size(), (kind, y2d.device()))?;
+fn unit_sphere(y2d: &Tensor, shape: [i64; 2], kind: Kind) -> Result<Tensor> {
+    let v = Tensor::f_randn(shape, (kind, y2d.device()))?;
     let norm = v.f_norm_scalaropt_dim(2.0, [1i64].as_slice(), true)?;
     Ok(v.f_div(&norm)?)
 }

@@ -13,7 +13,7 @@ def unit_vectors(batch: int, size: int, like: Tensor) -> Tensor:
 
 
 def reference_reg(x: Tensor, y: Tensor, n: int = 1) -> Tensor:
-    """R = 1/2 * C/(n*B) * sum_k ||v_k^T J||^2, computed like facebookresearch/jacobian_regularizer."""
+    """R = 1/2 * C/(n*B) * sum_k ||v_k^T J||^2, as facebookresearch/jacobian_regularizer does."""
     batch = y.shape[0]
     flat = y.reshape(batch, -1)
     size = flat.shape[1]

@@ -5,9 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from conftest import MLP
-
-from jacobian import JacobianReg
-from jacobian import _native
+from jacobian import JacobianReg, _native
 
 
 @pytest.mark.parametrize(
@@ -104,7 +102,7 @@ def test_non_tensor_arguments(batch, position, value):
 def test_non_real_float_output(batch, dtype):
     _, x = batch
     y = torch.zeros(4, 3, dtype=dtype)
-    with pytest.raises(TypeError, match=rf"y .* real floating-point.*{str(dtype)}"):
+    with pytest.raises(TypeError, match=rf"y .* real floating-point.*{dtype!s}"):
         JacobianReg()(x, y)
 
 
@@ -149,3 +147,12 @@ def test_native_function_checks_its_arguments_too():
         _native.jacobian_reg(x, x * 2, 0)
     with pytest.raises(TypeError, match="bool"):
         _native.jacobian_reg(x, x * 2, False)
+
+
+@pytest.mark.parametrize("position", ["x", "y"])
+def test_nested_tensors_rejected(position):
+    x = torch.randn(4, 3, requires_grad=True)
+    nested = torch.nested.nested_tensor([torch.randn(2, 3), torch.randn(4, 3)], layout=torch.jagged)
+    args = (nested, x * 2) if position == "x" else (x, nested)
+    with pytest.raises(TypeError, match=rf"{position} must be a regular \(strided\) tensor"):
+        JacobianReg()(*args)

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from jacobian.datasets import load_digits, load_mnist, mnist_available
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "mnist.py"

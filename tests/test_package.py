@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import re
 import sys
-import tomllib
 from importlib import metadata
 from pathlib import Path
 
-import pytest
-import torch
-
 import jacobian
+import pytest
+import tomllib
+import torch
 from jacobian import _native
 from jacobian._torch_pin import REQUIRED_TORCH, check_torch_version
 
@@ -38,12 +37,16 @@ def test_torch_pin_is_consistent():
     assert torch.__version__.split("+")[0] == REQUIRED_TORCH
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert f"torch=={REQUIRED_TORCH}" in pyproject["project"]["dependencies"]
-    assert re.search(rf"^torch=={re.escape(REQUIRED_TORCH)}$", (ROOT / "requirements-dev.txt").read_text(), re.M)
+    assert re.search(
+        rf"^torch=={re.escape(REQUIRED_TORCH)}$", (ROOT / "requirements-dev.txt").read_text(), re.M
+    )
 
 
 def test_other_torch_release_raises_import_error():
     check_torch_version(f"{REQUIRED_TORCH}+cu130")
-    expected = r"built against torch 2\.13\.0, but torch 2\.11\.0\+cpu is installed.*torch==2\.13\.0"
+    expected = (
+        r"built against torch 2\.13\.0, but torch 2\.11\.0\+cpu is installed.*torch==2\.13\.0"
+    )
     with pytest.raises(ImportError, match=expected):
         check_torch_version("2.11.0+cpu")
 

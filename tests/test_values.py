@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 from conftest import MLP, ConvMap, ConvNet
-from reference import dense_reg, reference_reg
-
 from jacobian import JacobianReg
+from reference import dense_reg, reference_reg
 
 MODELS = {
     "mlp": (MLP, (6, 12)),
@@ -45,8 +44,8 @@ def test_seeded_value_and_gradients_equal_reference(name, n, dtype, device):
 
     params = list(model.parameters())
     # The last layer's bias does not move the Jacobian: its gradient is None in both.
-    ours_grads = torch.autograd.grad(ours, params + [x], retain_graph=True, allow_unused=True)
-    ref_grads = torch.autograd.grad(ref, params + [x], allow_unused=True)
+    ours_grads = torch.autograd.grad(ours, [*params, x], retain_graph=True, allow_unused=True)
+    ref_grads = torch.autograd.grad(ref, [*params, x], allow_unused=True)
     assert sum(g is not None for g in ours_grads) >= len(params)
     for a, b in zip(ours_grads, ref_grads):
         assert (a is None) == (b is None)

@@ -2,6 +2,8 @@
 
 from torch import Tensor
 
+__all__ = ["TORCH_VERSION", "__version__", "check_projections", "jacobian_reg"]
+
 __version__: str
 TORCH_VERSION: str
 

@@ -32,9 +32,7 @@ def load_digits(test_fraction: float = 0.25, seed: int = 0) -> tuple[TensorDatas
         from sklearn.datasets import load_digits as sklearn_digits
         from sklearn.model_selection import train_test_split
     except ImportError as err:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "the bundled digits need scikit-learn: pip install scikit-learn"
-        ) from err
+        raise ImportError("the bundled digits need scikit-learn: pip install scikit-learn") from err
     digits = sklearn_digits()
     images = (digits.images / 16.0).astype(np.float32)[:, None]
     split = train_test_split(
@@ -100,7 +98,9 @@ def load_mnist(data_dir: str | Path, download: bool = False) -> tuple[TensorData
         try:
             from torchvision.datasets import MNIST
         except ImportError as err:
-            raise ImportError("downloading MNIST needs torchvision: pip install torchvision") from err
+            raise ImportError(
+                "downloading MNIST needs torchvision: pip install torchvision"
+            ) from err
         MNIST(root=str(root), train=True, download=True)
         MNIST(root=str(root), train=False, download=True)
     sets = []
