@@ -1,4 +1,4 @@
-//! Up-front checks of the regularizer's inputs, so misuse fails with a message that names the fix.
+//! Up-front checks of the regularizers' arguments, so misuse fails with a message that names the fix.
 
 use crate::error::{Error, Result};
 use tch::{Device, Kind, Tensor};
@@ -26,6 +26,47 @@ impl Projections {
         match self {
             Projections::Random(n) => n,
             Projections::Exact => -1,
+        }
+    }
+}
+
+/// How random directions are drawn: independently per projection, or orthonormal per sample.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Projection {
+    Sphere,
+    Orthogonal,
+}
+
+impl Projection {
+    pub fn parse(name: &str) -> Result<Self> {
+        match name {
+            "sphere" => Ok(Projection::Sphere),
+            "orthogonal" => Ok(Projection::Orthogonal),
+            other => Err(Error::value_error(format!(
+                "projection must be \"sphere\" (independent directions, as upstream) or \
+                 \"orthogonal\" (orthonormal directions per sample); got {other:?}"
+            ))),
+        }
+    }
+}
+
+/// How per-sample values are combined into the result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reduction {
+    Mean,
+    Sum,
+    None,
+}
+
+impl Reduction {
+    pub fn parse(name: &str) -> Result<Self> {
+        match name {
+            "mean" => Ok(Reduction::Mean),
+            "sum" => Ok(Reduction::Sum),
+            "none" => Ok(Reduction::None),
+            other => Err(Error::value_error(format!(
+                "reduction must be \"mean\", \"sum\" or \"none\"; got {other:?}"
+            ))),
         }
     }
 }
@@ -58,7 +99,7 @@ fn is_real_float(kind: Kind) -> bool {
     )
 }
 
-fn check_dtype(t: &Tensor, name: &str, role: &str) -> Result<Kind> {
+pub fn check_dtype(t: &Tensor, name: &str, role: &str) -> Result<Kind> {
     let kind = t.f_kind().map_err(|_| {
         Error::type_error(format!(
             "{name} ({role}) has a dtype this library does not support; use float32, float64, \
@@ -76,7 +117,7 @@ fn check_dtype(t: &Tensor, name: &str, role: &str) -> Result<Kind> {
     Ok(kind)
 }
 
-fn check_device(t: &Tensor, name: &str) -> Result<Device> {
+pub fn check_device(t: &Tensor, name: &str) -> Result<Device> {
     match t.device() {
         // tch reports every device type other than CPU and CUDA as one of these two.
         Device::Mps | Device::Vulkan => Err(Error::runtime_error(format!(
@@ -123,4 +164,41 @@ pub fn check_inputs(x: &Tensor, y: &Tensor) -> Result<Kind> {
         ));
     }
     Ok(kind)
+}
+
+/// Splits y's shape into the batch size B and the number C of output elements per sample.
+pub fn batch_and_size(y_shape: &[i64]) -> Result<(i64, i64)> {
+    match y_shape {
+        [batch, rest @ ..] => Ok((*batch, rest.iter().product())),
+        [] => Err(Error::value_error("y is 0-d, so it has no batch dimension")),
+    }
+}
+
+/// Per-sample results need x's first dimension to be y's batch dimension.
+pub fn check_same_batch(x_shape: &[i64], batch: i64, what: &str) -> Result<()> {
+    match x_shape.first() {
+        Some(&b) if b == batch => Ok(()),
+        found => Err(Error::value_error(format!(
+            "{what} needs x and y to share their first (batch) dimension, got x of shape \
+             {x_shape:?} (batch {}) and y of batch {batch}",
+            found.map_or("none".to_owned(), |b| b.to_string())
+        ))),
+    }
+}
+
+/// Checks caller-drawn noise: a real floating-point tensor on y's device with the given shape.
+pub fn check_noise(noise: &Tensor, shape: &[i64], expected: &[i64], y: &Tensor) -> Result<()> {
+    check_dtype(noise, "noise", "the random draws")?;
+    if shape != expected {
+        return Err(Error::value_error(format!(
+            "noise must have shape {expected:?}, got {shape:?}"
+        )));
+    }
+    if check_device(noise, "noise")? != y.device() {
+        return Err(Error::runtime_error(
+            "noise must be on y's device; draw it with device=y.device (and a generator of that \
+             device)",
+        ));
+    }
+    Ok(())
 }

@@ -1,40 +1,56 @@
-//! The native module `jacobian._native`: converts Python arguments and runs the regularizer without the GIL.
+//! The native module `jacobian._native`: converts Python arguments and runs the regularizers without the GIL.
 
+mod autograd;
 mod checks;
+mod directions;
 mod error;
-mod regularizer;
+mod frobenius;
+mod spectral;
 
-use checks::Projections;
+use checks::{check_noise, Projection, Projections, Reduction};
 use error::Error;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::PyBool;
+use pyo3::types::{PyBool, PyFloat, PyInt, PyString};
 use tch::Tensor;
 
 /// The PyTorch release this build of tch links against; Python checks it before loading us.
 const TORCH_VERSION: &str = "2.13.0";
 
-fn tensor_arg(ob: &Bound<'_, PyAny>, name: &str, role: &str) -> PyResult<Tensor> {
+/// A callback run between projections or iterations; it lets Ctrl-C through on long calls.
+pub type Interrupt<'a> = &'a dyn Fn() -> error::Result<()>;
+
+/// A tensor argument with its shape, read through Python: tch's `size()` panics on nested tensors
+/// and on symbolic shapes (as torch.compile traces them), where Python raises instead.
+struct TensorArg {
+    tensor: Tensor,
+    shape: Vec<i64>,
+}
+
+fn type_name(ob: &Bound<'_, PyAny>) -> String {
+    ob.get_type()
+        .name()
+        .map(|name| name.to_string())
+        .unwrap_or_else(|_| "an unknown type".to_owned())
+}
+
+fn tensor_arg(ob: &Bound<'_, PyAny>, name: &str, role: &str) -> PyResult<TensorArg> {
     // SAFETY: `ob` is a live Python object for the duration of the call; pyobject_unpack checks
     // its type before reading it as a tensor.
     let tensor = unsafe { Tensor::pyobject_unpack(ob.as_ptr() as *mut tch::python::CPyObject) };
-    match tensor.map_err(Error::from)? {
-        Some(tensor) => Ok(tensor),
-        None => Err(Error::type_error(format!(
-            "{name} ({role}) must be a torch.Tensor, got {}",
-            ob.get_type().name()?
-        ))
-        .into()),
-    }
-}
-
-/// Reads a tensor's shape through Python: tch's `size()` panics on nested tensors and on tensors
-/// with symbolic sizes (as torch.compile traces them), where Python raises an exception instead.
-fn concrete_shape(ob: &Bound<'_, PyAny>, name: &str) -> PyResult<Vec<i64>> {
-    let py = ob.py();
-    let shape = ob.getattr(intern!(py, "shape")).ok();
+    let tensor = match tensor.map_err(Error::from)? {
+        Some(tensor) => tensor,
+        None => {
+            return Err(Error::type_error(format!(
+                "{name} ({role}) must be a torch.Tensor, got {}",
+                type_name(ob)
+            ))
+            .into())
+        }
+    };
+    let shape = ob.getattr(intern!(ob.py(), "shape")).ok();
     match shape.map(|shape| shape.extract::<Vec<i64>>()) {
-        Some(Ok(shape)) => Ok(shape),
+        Some(Ok(shape)) => Ok(TensorArg { tensor, shape }),
         _ => Err(Error::type_error(format!(
             "{name} must be a regular (strided) tensor with a concrete shape; nested tensors and \
              symbolic shapes are not supported"
@@ -43,63 +59,208 @@ fn concrete_shape(ob: &Bound<'_, PyAny>, name: &str) -> PyResult<Vec<i64>> {
     }
 }
 
-fn projections_arg(n: &Bound<'_, PyAny>) -> PyResult<Projections> {
-    // bool is a subclass of int in Python, but JacobianReg(True) is a mistake, not n=1.
-    if n.is_instance_of::<PyBool>() {
-        return Err(Error::type_error("n must be an int, got a bool").into());
+fn optional_tensor_arg(ob: Option<&Bound<'_, PyAny>>, name: &str) -> PyResult<Option<TensorArg>> {
+    match ob {
+        Some(ob) if !ob.is_none() => Ok(Some(tensor_arg(ob, name, "the random draws")?)),
+        _ => Ok(None),
     }
-    let value: i64 = n.extract().map_err(|_| {
-        let type_name = n
-            .get_type()
-            .name()
-            .map(|s| s.to_string())
-            .unwrap_or_default();
-        Error::type_error(format!(
-            "n must be an int (a number of random projections, or -1 for the exact norm), \
-             got {type_name}"
-        ))
-    })?;
-    Ok(Projections::from_n(value)?)
 }
 
-/// Checks a number of projections and returns it as an int (see `jacobian._native.pyi`).
+fn int_arg(ob: &Bound<'_, PyAny>, name: &str, meaning: &str) -> PyResult<i64> {
+    // bool is a subclass of int in Python, but n=True is a mistake, not n=1.
+    if ob.is_instance_of::<PyBool>() || !ob.is_instance_of::<PyInt>() {
+        return Err(Error::type_error(format!(
+            "{name} must be an int ({meaning}), got {}",
+            type_name(ob)
+        ))
+        .into());
+    }
+    ob.extract().map_err(|_| {
+        Error::value_error(format!(
+            "{name} is too large: it must fit in 64 bits ({meaning})"
+        ))
+        .into()
+    })
+}
+
+fn str_arg<'py>(ob: &Bound<'py, PyAny>, name: &str) -> PyResult<Bound<'py, PyString>> {
+    ob.downcast::<PyString>().cloned().map_err(|_| {
+        Error::type_error(format!("{name} must be a str, got {}", type_name(ob))).into()
+    })
+}
+
+fn projections_arg(n: &Bound<'_, PyAny>) -> PyResult<Projections> {
+    let meaning = "a number of random projections, or -1 for the exact norm";
+    Ok(Projections::from_n(int_arg(n, "n", meaning)?)?)
+}
+
+fn projection_arg(projection: &Bound<'_, PyAny>) -> PyResult<Projection> {
+    Ok(Projection::parse(
+        str_arg(projection, "projection")?.to_str()?,
+    )?)
+}
+
+fn reduction_arg(reduction: &Bound<'_, PyAny>) -> PyResult<Reduction> {
+    Ok(Reduction::parse(
+        str_arg(reduction, "reduction")?.to_str()?,
+    )?)
+}
+
+fn spectral_options(
+    iters: &Bound<'_, PyAny>,
+    tol: &Bound<'_, PyAny>,
+    create_graph: bool,
+) -> PyResult<spectral::Options> {
+    let iters = int_arg(iters, "iters", "the most power iterations to run")?;
+    if iters < 1 {
+        return Err(Error::value_error(format!("iters must be at least 1, got {iters}")).into());
+    }
+    if tol.is_instance_of::<PyBool>()
+        || !(tol.is_instance_of::<PyFloat>() || tol.is_instance_of::<PyInt>())
+    {
+        return Err(
+            Error::type_error(format!("tol must be a float, got {}", type_name(tol))).into(),
+        );
+    }
+    let tol: f64 = tol.extract()?;
+    if !(tol.is_finite() && tol >= 0.0) {
+        return Err(Error::value_error(format!(
+            "tol must be a finite number >= 0 (0 runs every iteration), got {tol}"
+        ))
+        .into());
+    }
+    Ok(spectral::Options {
+        iters,
+        tol,
+        create_graph,
+    })
+}
+
+/// Checks the options of the Frobenius regularizer; returns n (see `jacobian._native.pyi`).
 #[pyfunction]
-fn check_projections(n: &Bound<'_, PyAny>) -> PyResult<i64> {
+#[pyo3(signature = (n, projection, reduction))]
+fn check_options(
+    n: &Bound<'_, PyAny>,
+    projection: &Bound<'_, PyAny>,
+    reduction: &Bound<'_, PyAny>,
+) -> PyResult<i64> {
+    projection_arg(projection)?;
+    reduction_arg(reduction)?;
     Ok(projections_arg(n)?.n())
 }
 
-/// The Jacobian regularizer of `y` with respect to `x` (see `jacobian._native.pyi`).
+/// Checks the options of the spectral regularizer (see `jacobian._native.pyi`).
 #[pyfunction]
-#[pyo3(signature = (x, y, n, create_graph = true))]
-fn jacobian_reg<'py>(
+fn check_spectral_options(iters: &Bound<'_, PyAny>, tol: &Bound<'_, PyAny>) -> PyResult<()> {
+    spectral_options(iters, tol, false)?;
+    Ok(())
+}
+
+fn wrap(py: Python<'_>, tensor: Tensor) -> PyResult<Bound<'_, PyAny>> {
+    let ptr = tensor.pyobject_wrap().map_err(Error::from)?;
+    // SAFETY: pyobject_wrap returns a new reference to a torch.Tensor.
+    Ok(unsafe { Bound::from_owned_ptr(py, ptr as *mut pyo3::ffi::PyObject) })
+}
+
+/// Checks caller-drawn noise and hands over its tensor.
+fn noise_tensor(
+    noise: Option<TensorArg>,
+    expected: &[i64],
+    y: &Tensor,
+) -> PyResult<Option<Tensor>> {
+    match noise {
+        Some(noise) => {
+            check_noise(&noise.tensor, &noise.shape, expected, y)?;
+            Ok(Some(noise.tensor))
+        }
+        None => Ok(None),
+    }
+}
+
+fn interrupt() -> error::Result<()> {
+    Python::with_gil(|py| py.check_signals()).map_err(Error::from)
+}
+
+/// The Frobenius-norm regularizer of `y` with respect to `x` (see `jacobian._native.pyi`).
+#[pyfunction]
+#[pyo3(signature = (x, y, n, projection, reduction, factor = 0.5, noise = None, create_graph = true))]
+#[pyo3(name = "frobenius")]
+#[allow(clippy::too_many_arguments)]
+fn frobenius_py<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
     y: &Bound<'py, PyAny>,
     n: &Bound<'py, PyAny>,
+    projection: &Bound<'py, PyAny>,
+    reduction: &Bound<'py, PyAny>,
+    factor: f64,
+    noise: Option<&Bound<'py, PyAny>>,
     create_graph: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let (x_ob, y_ob) = (x, y);
-    let x = tensor_arg(x_ob, "x", "the model's input")?;
-    let y = tensor_arg(y_ob, "y", "the model's output")?;
-    concrete_shape(x_ob, "x")?;
-    let y_shape = concrete_shape(y_ob, "y")?;
-    let projections = projections_arg(n)?;
+    let x = tensor_arg(x, "x", "the model's input")?;
+    let y = tensor_arg(y, "y", "the model's output")?;
+    let options = frobenius::Options {
+        projections: projections_arg(n)?,
+        projection: projection_arg(projection)?,
+        reduction: reduction_arg(reduction)?,
+        factor,
+        create_graph,
+    };
+    let noise = match (optional_tensor_arg(noise, "noise")?, options.projections) {
+        (Some(noise), Projections::Random(n)) => {
+            let (batch, size) = checks::batch_and_size(&y.shape)?;
+            noise_tensor(Some(noise), &[n, batch, size], &y.tensor)?
+        }
+        _ => None,
+    };
     // libtorch's Python engine refuses to run backward while this thread holds the GIL, and a
     // Python autograd.Function in the model needs the GIL on the engine's threads.
     let result = py.allow_threads(move || {
-        let interrupt = || Python::with_gil(|py| py.check_signals()).map_err(Error::from);
-        regularizer::jacobian_penalty(&x, &y, &y_shape, projections, create_graph, &interrupt)
+        frobenius::frobenius(
+            &x.tensor, &x.shape, &y.tensor, &y.shape, options, noise, &interrupt,
+        )
     })?;
-    let ptr = result.pyobject_wrap().map_err(Error::from)?;
-    // SAFETY: pyobject_wrap returns a new reference to a torch.Tensor.
-    Ok(unsafe { Bound::from_owned_ptr(py, ptr as *mut pyo3::ffi::PyObject) })
+    wrap(py, result)
+}
+
+/// The per-sample spectral norm of the Jacobian of `y` with respect to `x` (see the stub).
+#[pyfunction]
+#[pyo3(signature = (x, y, iters, tol, noise = None, create_graph = true))]
+#[pyo3(name = "spectral")]
+fn spectral_py<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    y: &Bound<'py, PyAny>,
+    iters: &Bound<'py, PyAny>,
+    tol: &Bound<'py, PyAny>,
+    noise: Option<&Bound<'py, PyAny>>,
+    create_graph: bool,
+) -> PyResult<Bound<'py, PyAny>> {
+    let x = tensor_arg(x, "x", "the model's input")?;
+    let y = tensor_arg(y, "y", "the model's output")?;
+    let options = spectral_options(iters, tol, create_graph)?;
+    let noise = match optional_tensor_arg(noise, "noise")? {
+        Some(noise) => {
+            let (batch, size) = checks::batch_and_size(&y.shape)?;
+            noise_tensor(Some(noise), &[batch, size], &y.tensor)?
+        }
+        None => None,
+    };
+    let result = py.allow_threads(move || {
+        spectral::spectral(
+            &x.tensor, &x.shape, &y.tensor, &y.shape, options, noise, &interrupt,
+        )
+    })?;
+    wrap(py, result)
 }
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("TORCH_VERSION", TORCH_VERSION)?;
-    m.add_function(wrap_pyfunction!(jacobian_reg, m)?)?;
-    m.add_function(wrap_pyfunction!(check_projections, m)?)?;
+    m.add_function(wrap_pyfunction!(frobenius_py, m)?)?;
+    m.add_function(wrap_pyfunction!(spectral_py, m)?)?;
+    m.add_function(wrap_pyfunction!(check_options, m)?)?;
+    m.add_function(wrap_pyfunction!(check_spectral_options, m)?)?;
     Ok(())
 }

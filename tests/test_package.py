@@ -27,7 +27,14 @@ def test_version_comes_from_the_crate():
     cargo = tomllib.loads((ROOT / "Cargo.toml").read_text())
     assert jacobian.__version__ == cargo["package"]["version"]
     assert metadata.version("jacobian-reg") == jacobian.__version__
-    assert jacobian.__all__ == ["JacobianReg", "__version__"]
+    assert set(jacobian.__all__) == {
+        "JacobianReg",
+        "JacobianSpectralReg",
+        "__version__",
+        "jacobian_norm",
+        "spectral_norm",
+    }
+    assert all(hasattr(jacobian, name) for name in jacobian.__all__)
 
 
 def test_torch_pin_is_consistent():

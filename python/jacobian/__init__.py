@@ -6,6 +6,8 @@ from jacobian._torch_pin import check_torch_version
 check_torch_version()
 
 from jacobian._native import __version__  # noqa: E402
+from jacobian.functional import jacobian_norm, spectral_norm  # noqa: E402
 from jacobian.regularizer import JacobianReg  # noqa: E402
+from jacobian.spectral import JacobianSpectralReg  # noqa: E402
 
-__all__ = ["JacobianReg", "__version__"]
+__all__ = ["JacobianReg", "JacobianSpectralReg", "__version__", "jacobian_norm", "spectral_norm"]

@@ -1,9 +1,12 @@
-"""The ``JacobianReg`` module: the user-facing wrapper around the native regularizer."""
+"""The ``JacobianReg`` module: the user-facing Frobenius-norm regularizer."""
+
+from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
 
 from jacobian import _native
+from jacobian._draws import check_generator, gaussian_noise
 
 
 class JacobianReg(nn.Module):
@@ -15,18 +18,26 @@ class JacobianReg(nn.Module):
     output space (Hoffman, Roberts and Yaida, arXiv:1908.02729). The estimate is unbiased:
     its expectation is ``||J||_F^2 / (2B)``, which ``n=-1`` computes exactly.
 
-    The draws come from torch's default generator of ``y``'s device, in ``y``'s dtype, so
-    ``torch.manual_seed`` reproduces them. The result is differentiable while gradients are
-    enabled; under ``torch.no_grad()`` it is computed without the double-backward graph, for
-    logging. The graph of ``y`` is kept, so ``loss.backward()`` works afterwards.
+    Without ``generator`` the draws come from torch's default generator of ``y``'s device, in
+    ``y``'s dtype, so ``torch.manual_seed`` reproduces them. The result is differentiable while
+    gradients are enabled; under ``torch.no_grad()`` it is computed without the double-backward
+    graph, for logging. The graph of ``y`` is kept, so ``loss.backward()`` works afterwards.
 
     Args:
         n: The number of random projections (an int >= 1), or -1 for the exact value, which
             takes one backward pass per output element.
+        reduction: ``"mean"`` (the upstream value, averaged over the batch), ``"sum"`` (summed
+            over the batch) or ``"none"`` (per-sample estimates of ``||J_b||_F^2 / 2``, shape
+            [B]; needs ``x`` and ``y`` to share their batch dimension).
+        projection: ``"sphere"`` (independent directions, as upstream) or ``"orthogonal"``
+            (for n >= 2: n orthonormal Haar-random directions per sample; still unbiased, with
+            lower variance, and exact when n equals C).
+        generator: A ``torch.Generator`` on ``y``'s device to draw from instead of the global
+            one.
 
     Raises:
-        TypeError: ``n`` is not an int.
-        ValueError: ``n`` is 0 or below -1.
+        TypeError: An argument has the wrong type.
+        ValueError: ``n`` is 0 or below -1, or a string option is unknown.
 
     Example:
         >>> reg = JacobianReg()
@@ -36,9 +47,18 @@ class JacobianReg(nn.Module):
         >>> loss.backward()
     """
 
-    def __init__(self, n: int = 1) -> None:
+    def __init__(
+        self,
+        n: int = 1,
+        reduction: str = "mean",
+        projection: str = "sphere",
+        generator: torch.Generator | None = None,
+    ) -> None:
         super().__init__()
-        self.n = _native.check_projections(n)
+        self.n = _native.check_options(n, projection, reduction)
+        self.reduction = reduction
+        self.projection = projection
+        self.generator = check_generator(generator)
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
         """Computes the regularizer for a batch.
@@ -48,16 +68,27 @@ class JacobianReg(nn.Module):
             y: The model's output computed from ``x``, of shape [B, ...] (real floating point).
 
         Returns:
-            A 0-d tensor in ``x``'s dtype (float32 for half-precision inputs).
+            A 0-d tensor ([B] with ``reduction="none"``) in ``x``'s dtype, or float32 when
+            ``x`` is half precision.
 
         Raises:
-            TypeError: ``x`` or ``y`` is not a floating-point torch.Tensor.
-            ValueError: ``y`` is 0-d (it has no batch dimension).
+            TypeError: ``x`` or ``y`` is not a real floating-point, strided torch.Tensor.
+            ValueError: ``y`` is 0-d, or ``n`` exceeds C with orthogonal projections.
             RuntimeError: ``x`` does not require grad, ``y`` does not depend on ``x`` or its
                 graph was freed, or the two are on different devices.
         """
-        return _native.jacobian_reg(x, y, self.n, torch.is_grad_enabled())
+        noise = None
+        if self.generator is not None and self.n != -1:
+            noise = gaussian_noise(self.generator, y, (self.n,))
+        return _native.frobenius(
+            x, y, self.n, self.projection, self.reduction, 0.5, noise, torch.is_grad_enabled()
+        )
 
     def extra_repr(self) -> str:
-        """Shows the number of projections in the module's repr."""
-        return f"n={self.n}"
+        """Shows the options in the module's repr."""
+        options = [f"n={self.n}"]
+        if self.reduction != "mean":
+            options.append(f"reduction={self.reduction!r}")
+        if self.projection != "sphere":
+            options.append(f"projection={self.projection!r}")
+        return ", ".join(options)

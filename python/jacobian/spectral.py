@@ -1,0 +1,70 @@
+"""The ``JacobianSpectralReg`` module: a regularizer on the Jacobian's largest singular value."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from jacobian import _native
+from jacobian._draws import check_generator
+from jacobian.functional import spectral_norm
+
+
+class JacobianSpectralReg(nn.Module):
+    """Half the squared spectral norm of d(output)/d(input), per sample, reduced over the batch.
+
+    Computes ``1/2 * reduce_b sigma_max(J_b)^2`` with ``sigma_max`` from power iteration (see
+    :func:`jacobian.spectral_norm`). Since ``sigma_max <= ||J||_F``, it never exceeds
+    :class:`jacobian.JacobianReg`'s exact value; it penalises only the most sensitive input
+    direction of each sample.
+
+    Args:
+        iters: The most power iterations (each one vector-Jacobian and one Jacobian-vector
+            product).
+        tol: Stop early once no sample's estimate changes by more than this relative amount
+            (0 runs every iteration).
+        reduction: ``"mean"``, ``"sum"`` or ``"none"`` (shape [B]).
+        generator: A ``torch.Generator`` for the random start, instead of the global one.
+
+    Raises:
+        TypeError: An argument has the wrong type.
+        ValueError: ``iters`` < 1, ``tol`` negative or not finite, or an unknown reduction.
+    """
+
+    def __init__(
+        self,
+        iters: int = 20,
+        tol: float = 1e-4,
+        reduction: str = "mean",
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        _native.check_spectral_options(iters, tol)
+        _native.check_options(1, "sphere", reduction)
+        self.iters = iters
+        self.tol = tol
+        self.reduction = reduction
+        self.generator = check_generator(generator)
+
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        """Computes the regularizer for a batch.
+
+        Args:
+            x: The model's input [B, ...], with ``requires_grad=True`` before the forward pass.
+            y: The model's output computed from ``x``, of shape [B, ...].
+
+        Returns:
+            A 0-d tensor, or per-sample values [B] with ``reduction="none"``.
+        """
+        half_squares = 0.5 * spectral_norm(
+            x, y, iters=self.iters, tol=self.tol, generator=self.generator
+        ).square()
+        if self.reduction == "mean":
+            return half_squares.mean()
+        if self.reduction == "sum":
+            return half_squares.sum()
+        return half_squares
+
+    def extra_repr(self) -> str:
+        """Shows the options in the module's repr."""
+        return f"iters={self.iters}, tol={self.tol}, reduction={self.reduction!r}"
