@@ -40,12 +40,20 @@ test: install  ## Run the whole test suite against the installed wheel
 example: install  ## Train the MNIST example's MLP on the bundled handwritten digits
 	$(PY) examples/mnist.py
 
+.PHONY: bench
+bench: install  ## Time training steps: ours against the pure-PyTorch reference (not part of test)
+	$(PY) -m benchmarks
+
+.PHONY: variance
+variance: install  ## Measure the variance of the sphere and orthogonal estimators (figure)
+	$(PY) -m benchmarks.variance
+
 .PHONY: lint
 lint: venv  ## Check formatting, clippy, ruff and the native module's stub
 	cargo fmt --check
 	cargo clippy --release --all-targets -- -D warnings
-	ruff check python tests examples
-	ruff format --check python tests examples
+	ruff check python tests examples benchmarks
+	ruff format --check python tests examples benchmarks
 
 .PHONY: stubtest
 stubtest: install  ## Check the hand-written .pyi against the installed native module
@@ -54,8 +62,8 @@ stubtest: install  ## Check the hand-written .pyi against the installed native m
 .PHONY: format
 format: venv  ## Format Rust and Python sources in place
 	cargo fmt
-	ruff format python tests examples
-	ruff check --fix python tests examples
+	ruff format python tests examples benchmarks
+	ruff check --fix python tests examples benchmarks
 
 .PHONY: clean
 clean:  ## Remove build outputs of this checkout (the shared cache stays)

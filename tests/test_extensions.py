@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 from conftest import MLP, ConvNet
-
 from jacobian import JacobianReg, JacobianSpectralReg, jacobian_norm, spectral_norm
 
 
@@ -64,24 +63,35 @@ def test_orthogonal_is_exact_when_n_equals_c(mlp_batch):
         JacobianReg(n=11, projection="orthogonal")(x, y)
 
 
-@pytest.mark.parametrize("n", [2, 3, 5])
-def test_orthogonal_is_unbiased_with_lower_variance(n):
+def orthogonal_and_sphere_draws(n: int, draws: int = 300) -> tuple[float, dict[str, torch.Tensor]]:
     torch.manual_seed(1)
     model = MLP(inputs=12, hidden=16, classes=10).double()
     x = torch.randn(4, 12, dtype=torch.float64, requires_grad=True)
     y = model(x)
     exact = JacobianReg(n=-1)(x, y).item()
-    draws = {}
+    values = {}
     with torch.no_grad():
         for projection in ("sphere", "orthogonal"):
             reg = JacobianReg(n=n, projection=projection)
-            draws[projection] = torch.stack([reg(x, y) for _ in range(300)])
-    for values in draws.values():
-        # Unbiased: the mean of 300 estimates within 4 standard errors of the exact value.
-        assert abs(values.mean().item() - exact) < 4 * values.std().item() / 300**0.5
-    # Orthonormal directions never repeat a direction within a sample, which lowers the variance;
-    # on this model the ratio is about 0.6 to 0.8, and 0.9 leaves room for the sampling error.
-    assert draws["orthogonal"].var() < 0.9 * draws["sphere"].var()
+            values[projection] = torch.stack([reg(x, y) for _ in range(draws)])
+    return exact, values
+
+
+@pytest.mark.parametrize("n", [2, 3, 5])
+def test_orthogonal_is_unbiased(n):
+    exact, values = orthogonal_and_sphere_draws(n)
+    for draws in values.values():
+        # The mean of 300 estimates lies within 4 standard errors of the exact value.
+        assert abs(draws.mean().item() - exact) < 4 * draws.std().item() / 300**0.5
+
+
+@pytest.mark.parametrize(("n", "bound"), [(5, 0.8), (8, 0.45)])
+def test_orthogonal_has_lower_variance(n, bound):
+    # Orthonormal directions are sampled without replacement: the variance shrinks by about
+    # (C - n)/(C - 1) against independent draws (0.56 for n=5, 0.22 for n=8 with C=10). The
+    # bounds leave room for the sampling error of a ratio of two variances from 300 draws each.
+    _, values = orthogonal_and_sphere_draws(n)
+    assert (values["orthogonal"].var() / values["sphere"].var()).item() < bound
 
 
 def test_generator_gives_reproducible_draws_independent_of_global_rng(mlp_batch):

@@ -56,9 +56,10 @@ class JacobianSpectralReg(nn.Module):
         Returns:
             A 0-d tensor, or per-sample values [B] with ``reduction="none"``.
         """
-        half_squares = 0.5 * spectral_norm(
-            x, y, iters=self.iters, tol=self.tol, generator=self.generator
-        ).square()
+        half_squares = (
+            0.5
+            * spectral_norm(x, y, iters=self.iters, tol=self.tol, generator=self.generator).square()
+        )
         if self.reduction == "mean":
             return half_squares.mean()
         if self.reduction == "sum":

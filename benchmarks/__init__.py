@@ -1,0 +1,1 @@
+"""Benchmarks of the regularizer against the pure-PyTorch reference (``python -m benchmarks``)."""
