@@ -48,6 +48,10 @@ bench: install  ## Time training steps: ours against the pure-PyTorch reference 
 variance: install  ## Measure the variance of the sphere and orthogonal estimators (figure)
 	$(PY) -m benchmarks.variance
 
+.PHONY: robustness
+robustness: install  ## Reproduce the paper's robustness claims on the digits: table, JSON, figures
+	$(PY) examples/robustness.py --out docs/figures
+
 .PHONY: lint
 lint: venv  ## Check formatting, clippy, ruff and the native module's stub
 	cargo fmt --check

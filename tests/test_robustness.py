@@ -17,6 +17,15 @@ from torch import nn
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "robustness.py"
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The models are tiny: one thread is as fast, and immune to spin-waits on shared cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def digits():
     return load_digits(seed=0)
@@ -120,7 +129,9 @@ def test_margins_of_a_linear_model_match_the_closed_form():
     layer = nn.Linear(6, 4).double()
     x = torch.randn(64, 6, dtype=torch.float64)
     u = rb.unit(torch.randn(64, 6, dtype=torch.float64))
-    expected = torch.tensor([linear_margin(layer, xi, ui) for xi, ui in zip(x, u)])
+    expected = torch.tensor(
+        [linear_margin(layer, xi, ui) for xi, ui in zip(x, u)], dtype=torch.float64
+    )
     ours = rb.boundary_distances(layer, x, 3.7 * u, max_distance=1e3, scan_step=0.5, tol=1e-7)
     finite = torch.isfinite(expected)
     assert finite.sum() > 40
@@ -163,7 +174,16 @@ def test_decision_slice_and_nearest_boundary_in_plane():
     assert angle == pytest.approx(math.pi / 2)
 
 
-def test_smoke_run_writes_json_and_figures(tmp_path, capsys):
+@pytest.fixture
+def torch_settings():
+    """Restores the global settings the example changes: thread count and denormal flushing."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+    torch.set_flush_denormal(False)
+
+
+def test_smoke_run_writes_json_and_figures(tmp_path, capsys, torch_settings):
     spec = importlib.util.spec_from_file_location("robustness_example", EXAMPLE)
     example = importlib.util.module_from_spec(spec)
     sys.modules["robustness_example"] = example

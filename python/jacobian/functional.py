@@ -7,6 +7,7 @@ from torch import Tensor
 
 from jacobian import _native
 from jacobian._draws import check_generator, gaussian_noise
+from jacobian._graph import check_not_compiled
 
 
 def jacobian_norm(
@@ -41,7 +42,10 @@ def jacobian_norm(
     """
     n = _native.check_options(n, projection, "none")
     noise = gaussian_noise(check_generator(generator), y, (n,)) if n != -1 else None
-    return _native.frobenius(x, y, n, projection, "none", 1.0, noise, torch.is_grad_enabled())
+    create_graph = torch.is_grad_enabled()
+    if create_graph:
+        check_not_compiled(y)
+    return _native.frobenius(x, y, n, projection, "none", 1.0, noise, create_graph)
 
 
 def spectral_norm(
@@ -77,4 +81,6 @@ def spectral_norm(
         RuntimeError: ``x`` does not require grad or ``y`` is not computed from it.
     """
     noise = gaussian_noise(check_generator(generator), y, ())
+    # Power iteration differentiates the backward pass even without gradients.
+    check_not_compiled(y)
     return _native.spectral(x, y, iters, tol, noise, torch.is_grad_enabled())

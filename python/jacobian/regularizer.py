@@ -7,6 +7,7 @@ from torch import Tensor, nn
 
 from jacobian import _native
 from jacobian._draws import check_generator, gaussian_noise
+from jacobian._graph import check_not_compiled
 
 
 class JacobianReg(nn.Module):
@@ -75,13 +76,17 @@ class JacobianReg(nn.Module):
             TypeError: ``x`` or ``y`` is not a real floating-point, strided torch.Tensor.
             ValueError: ``y`` is 0-d, or ``n`` exceeds C with orthogonal projections.
             RuntimeError: ``x`` does not require grad, ``y`` does not depend on ``x`` or its
-                graph was freed, or the two are on different devices.
+                graph was freed, the two are on different devices, or ``y`` comes from a
+                torch.compile'd model while gradients are enabled (double backward).
         """
         noise = None
         if self.generator is not None and self.n != -1:
             noise = gaussian_noise(self.generator, y, (self.n,))
+        create_graph = torch.is_grad_enabled()
+        if create_graph:
+            check_not_compiled(y)
         return _native.frobenius(
-            x, y, self.n, self.projection, self.reduction, 0.5, noise, torch.is_grad_enabled()
+            x, y, self.n, self.projection, self.reduction, 0.5, noise, create_graph
         )
 
     def extra_repr(self) -> str:

@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, TextIO
 
 import torch
 import torch.nn.functional as F
@@ -579,7 +579,7 @@ class RobustnessConfig:
     epochs: int = 30
     lambda_jr: float = 0.01
     weight_decay: float = 5e-4
-    lr: float = 0.01
+    lr: float = 0.05
     momentum: float = 0.9
     batch_size: int = 32
     n_proj: int = 1
@@ -604,9 +604,12 @@ class ModelResult:
         lambda_jr: The weight of its Jacobian regularizer.
         weight_decay: Its L2 weight decay.
         train_seconds: Wall time of its training.
+        eval_seconds: Wall time of its evaluation.
         final_train_loss: Its mean training loss in the last epoch.
         clean_accuracy: Test accuracy.
         jacobian_sq: The mean exact ``||J||_F^2`` per test input.
+        zero_gradient: The share of test inputs whose input gradient of the loss is exactly zero
+            (float32 underflow on confident predictions), which gradient attacks cannot move.
         noise_accuracy: Accuracy under white noise, one per ``config.sigmas``.
         fgsm_accuracy: Accuracy under FGSM, one per ``config.epsilons``.
         pgd_accuracy: Accuracy under PGD, one per ``config.epsilons``.
@@ -618,9 +621,11 @@ class ModelResult:
     lambda_jr: float
     weight_decay: float
     train_seconds: float
+    eval_seconds: float
     final_train_loss: float
     clean_accuracy: float
     jacobian_sq: float
+    zero_gradient: float
     noise_accuracy: list[float]
     fgsm_accuracy: list[float]
     pgd_accuracy: list[float]
@@ -705,8 +710,20 @@ class RobustnessResult:
         }
 
     def write_json(self, path: str | Path) -> None:
-        """Writes :meth:`to_dict` as indented JSON."""
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        """Writes :meth:`to_dict` as indented JSON (infinite or NaN numbers become null)."""
+        text = json.dumps(_json_safe(self.to_dict()), indent=2, allow_nan=False)
+        Path(path).write_text(text + "\n")
+
+
+def _json_safe(value: object) -> object:
+    """Replaces infinite and NaN floats (which JSON cannot hold) by None, recursively."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
 
 
 def evaluate_model(
@@ -746,6 +763,8 @@ def evaluate_model(
         if step == "clean":
             out["clean_accuracy"] = accuracy(model, x, y)
             out["jacobian_sq"] = jacobian_norm_sq(model, x)
+            grad = _loss_gradient(model, x, y).flatten(1)
+            out["zero_gradient"] = (grad == 0).all(1).float().mean().item()
         elif step == "noise":
             out["noise_accuracy"] = [
                 sum(
@@ -816,8 +835,10 @@ def decision_slices(
         v = adversarial_directions(model, x[None], torch.tensor([label]))[0]
         u = rand - (rand * v).sum() * v
         u = u / u.norm()
-        nearest, angle = nearest_in_plane(model, x, u, v, max_distance=config.max_distance)
         adv = boundary_distance(model, x, v, config.max_distance)
+        # The adversarial direction lies in the plane: no nearer boundary can be farther away.
+        reach = min(config.max_distance, adv + 0.1) if math.isfinite(adv) else config.max_distance
+        nearest, angle = nearest_in_plane(model, x, u, v, max_distance=reach)
         planes.append((name, model, u, v, nearest, angle, adv))
     finite = [p[4] for p in planes if math.isfinite(p[4])]
     extent = min(config.max_distance, max(0.5, 1.5 * max(finite, default=0.0)))
@@ -914,12 +935,14 @@ def run(
         )
         seconds = time.perf_counter() - tic
         measured = evaluate_model(model, test_set, config, dirs, progress, f"evaluating: {name}")
+        eval_seconds = time.perf_counter() - tic - seconds
         results.append(
             ModelResult(
                 name=name,
                 lambda_jr=lambda_jr,
                 weight_decay=weight_decay,
                 train_seconds=seconds,
+                eval_seconds=eval_seconds,
                 final_train_loss=losses[-1] if losses else math.nan,
                 **measured,  # type: ignore[arg-type]
             )
@@ -1126,18 +1149,19 @@ def plot_margin_histogram(result: RobustnessResult, path: str | Path) -> None:
         (axes[1], "margin_adversarial", "along the adversarial direction"),
     ):
         finite_all = [d for m in result.models for d in getattr(m, key) if math.isfinite(d)]
-        top = max(finite_all, default=1.0)
+        # The axis ends at the 99th percentile; the few larger distances go into the last bin.
+        top = torch.tensor(finite_all or [1.0], dtype=torch.float64).quantile(0.99).item()
         bins = torch.linspace(0, top, 41).tolist()
         for m in result.models:
             values = getattr(m, key)
-            finite = [d for d in values if math.isfinite(d)]
+            finite = [min(d, top) for d in values if math.isfinite(d)]
             missing = len(values) - len(finite)
             label = f"{m.name}: median {_median(values):.3g}"
             if missing:
                 label += f" ({missing} > {result.config.max_distance:g})"
             ax.hist(finite, bins=bins, histtype="step", lw=1.5, label=label)
         ax.set_title(f"distance to the nearest boundary {title}", fontsize=9)
-        ax.set_xlabel("L2 distance in input space")
+        ax.set_xlabel(f"L2 distance in input space (last bin: \u2265 {top:.3g})")
         ax.set_ylabel("count")
         ax.legend(fontsize=7)
     fig.suptitle(f"Margins on {result.dataset} test inputs", fontsize=10)
@@ -1146,7 +1170,7 @@ def plot_margin_histogram(result: RobustnessResult, path: str | Path) -> None:
     plt.close(fig)
 
 
-def print_table(result: RobustnessResult, file: object = None) -> None:
+def print_table(result: RobustnessResult, file: TextIO | None = None) -> None:
     """Prints the tables of a result (to stdout by default).
 
     Args:

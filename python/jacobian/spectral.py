@@ -61,7 +61,8 @@ class JacobianSpectralReg(nn.Module):
             * spectral_norm(x, y, iters=self.iters, tol=self.tol, generator=self.generator).square()
         )
         if self.reduction == "mean":
-            return half_squares.mean()
+            # Not .mean(): an empty batch gives 0, as JacobianReg does, rather than NaN.
+            return half_squares.sum() / max(half_squares.numel(), 1)
         if self.reduction == "sum":
             return half_squares.sum()
         return half_squares

@@ -1,0 +1,157 @@
+"""Hypothesis fuzzing of the public API, run in a child process so that a crash fails a test.
+
+Usage: ``python fuzz_child.py MAX_EXAMPLES``; exits 0 when every example either matched the
+pure-PyTorch reference or raised TypeError/ValueError/RuntimeError with a message.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections import Counter
+
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from jacobian import JacobianReg, JacobianSpectralReg, jacobian_norm, spectral_norm
+from reference import reference_reg
+
+FLOATS = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
+OTHERS = [torch.int64, torch.int32, torch.uint8, torch.bool, torch.complex64]
+OUTCOMES: Counter[str] = Counter()
+LAYOUTS = ["contiguous", "transposed", "channels_last", "expanded", "view", "strided"]
+
+
+def make_input(batch: int, features: int, layout: str, dtype: torch.dtype) -> torch.Tensor:
+    """A [batch, features] or [batch, 1, 2, features] input in the requested memory layout."""
+    if layout == "transposed":
+        return torch.randn(features, batch, dtype=dtype).T
+    if layout == "channels_last":
+        return torch.randn(batch, 2, 1, features, dtype=dtype).to(memory_format=torch.channels_last)
+    if layout == "expanded":
+        return torch.randn(1, features, dtype=dtype).expand(batch, features)
+    if layout == "view":
+        return torch.randn(batch * features + 3, dtype=dtype)[3:].view(batch, features)
+    if layout == "strided":
+        return torch.randn(batch, 2 * features, dtype=dtype)[:, ::2]
+    return torch.randn(batch, features, dtype=dtype)
+
+
+def mostly(common: list, rare: list, weight: int = 3) -> st.SearchStrategy:
+    """Each valid value ``weight`` times as often as each other, so most examples get through."""
+    return st.sampled_from(common * weight + rare)
+
+
+@st.composite
+def cases(draw: st.DrawFn) -> dict:
+    return {
+        "batch": draw(st.integers(0, 4)),
+        "features": draw(st.integers(0, 4)),
+        "layout": draw(st.sampled_from(LAYOUTS)),
+        "x_dtype": draw(mostly([torch.float32, torch.float64], [torch.float16, torch.bfloat16,
+                                                                 torch.int64, torch.complex64], 8)),
+        "y_dtype": draw(mostly([torch.float32, torch.float64], [torch.float16, torch.bfloat16,
+                                                                 *OTHERS], 8)),
+        "requires_grad": draw(mostly([True], [False])),
+        "out_shape": draw(mostly(["2d"], ["1d", "4d", "0d", "transposed"])),
+        "classes": draw(st.integers(0, 5)),
+        "n": draw(mostly([-1, 1, 2, 3], [0, -2, 2**62, -(2**70), True, 2.5, "1", None])),
+        "projection": draw(mostly(["sphere", "orthogonal"], ["bad"], 6)),
+        "reduction": draw(mostly(["mean", "sum", "none"], ["avg"], 6)),
+        "poison": draw(mostly([None], [math.nan, math.inf])),
+        "api": draw(mostly(["reg"], ["norm", "spectral", "spectral_reg"])),
+        "seed": draw(st.integers(0, 2**16)),
+    }  # fmt: skip
+
+
+def build(case: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """An input x in the case's layout and dtype, and an output y of it (or not, for bad x)."""
+    torch.manual_seed(case["seed"])
+    x = make_input(case["batch"], case["features"], case["layout"], torch.float64)
+    x_float = case["x_dtype"] in FLOATS
+    x = x.to(case["x_dtype"])
+    if x_float and case["requires_grad"]:
+        leaf = x.detach().clone().requires_grad_(True)
+        x = leaf[:1].expand_as(x) if case["layout"] == "expanded" and len(x) else leaf
+    classes = max(case["classes"], 1)
+    if x_float:
+        flat = x.flatten(1).to(torch.float64)
+        out = torch.tanh(flat @ torch.randn(flat.shape[1], classes, dtype=torch.float64))
+    else:
+        out = torch.zeros(x.shape[0], classes, dtype=torch.float64)
+    if case["poison"] is not None:
+        out = out * case["poison"]
+    shape = case["out_shape"]
+    if shape == "1d":
+        out = out[:, 0]
+    elif shape == "4d":
+        out = out.reshape(out.shape[0], 1, classes, 1).expand(-1, 2, -1, 2)
+    elif shape == "0d":
+        out = out.sum()
+    elif shape == "transposed":
+        out = out.T.contiguous().T
+    return x, out.to(case["y_dtype"])
+
+
+def call(case: dict, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    api, n = case["api"], case["n"]
+    if api == "reg":
+        return JacobianReg(n=n, reduction=case["reduction"], projection=case["projection"])(x, y)
+    if api == "norm":
+        return jacobian_norm(x, y, n=n, projection=case["projection"])
+    if api == "spectral":
+        return spectral_norm(x, y, iters=3)
+    return JacobianSpectralReg(iters=3, reduction=case["reduction"])(x, y)
+
+
+def expensive(case: dict, y: torch.Tensor) -> bool:
+    """Huge n on a real workload would run for ages; it is only checked where it is cheap."""
+    per_sample = math.prod(y.shape[1:]) if y.dim() else 1
+    return isinstance(case["n"], int) and case["n"] > 100 and per_sample > 1 and y.shape[0] > 0
+
+
+@settings(
+    max_examples=int(sys.argv[1]) if len(sys.argv) > 1 else 200,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=list(HealthCheck),
+)
+@given(cases())
+def check(case: dict) -> None:
+    x, y = build(case)
+    if y.dim() and expensive(case, y):
+        OUTCOMES["skipped: huge n"] += 1
+        return
+    try:
+        result = call(case, x, y)
+    except (TypeError, ValueError, RuntimeError) as err:
+        assert str(err), f"empty message for {case}"
+        OUTCOMES[type(err).__name__] += 1
+        return
+    assert isinstance(result, torch.Tensor)
+    reference_ready = (
+        case["api"] == "reg"
+        and case["reduction"] == "mean"
+        and case["projection"] == "sphere"
+        and x.dtype in (torch.float32, torch.float64)
+        and y.dtype in (torch.float32, torch.float64)
+        and y.shape[0] > 0
+        and math.prod(y.shape[1:]) > 0
+        and case["n"] <= 100  # the reference loops n times even where C = 1 needs one pass
+    )
+    if reference_ready:
+        torch.manual_seed(case["seed"] + 1)
+        ours = JacobianReg(n=case["n"])(x, y)
+        torch.manual_seed(case["seed"] + 1)
+        ref = reference_reg(x, y, n=case["n"])
+        torch.testing.assert_close(ours, ref.to(ours.dtype), rtol=1e-4, atol=1e-6, equal_nan=True)
+        OUTCOMES["equal to the reference"] += 1
+        return
+    if case["poison"] is None and result.numel():
+        assert torch.isfinite(result).all(), case
+    OUTCOMES["returned a value"] += 1
+
+
+if __name__ == "__main__":
+    check()
+    print(f"fuzz: all examples passed: {dict(OUTCOMES)}")

@@ -1,0 +1,274 @@
+"""Reliability: fuzzing, leaks, threads, custom autograd, checkpointing, DDP, autocast, compile."""
+
+from __future__ import annotations
+
+import gc
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import weakref
+from pathlib import Path
+
+import jacobian
+import pytest
+import torch
+from conftest import MLP
+from jacobian import JacobianReg
+from reference import reference_reg
+
+HERE = Path(__file__).resolve().parent
+
+
+def run_child(args: list[str], timeout: float) -> subprocess.CompletedProcess:
+    """Runs a Python child in tests/; a crash (a negative return code) fails the caller."""
+    return subprocess.run(
+        [sys.executable, *args], cwd=HERE, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def assert_child_ok(result: subprocess.CompletedProcess) -> None:
+    assert result.returncode == 0, (
+        f"child exited with {result.returncode}"
+        f"{' (killed by a signal: a crash)' if result.returncode < 0 else ''}\n"
+        f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    )
+
+
+def test_fuzz_in_child_process():
+    result = run_child(["fuzz_child.py", "200"], timeout=240)
+    assert_child_ok(result)
+    assert "fuzz: all examples passed" in result.stdout
+
+
+@pytest.mark.slow
+def test_fuzz_in_child_process_long():
+    result = run_child(["fuzz_child.py", "2000"], timeout=600)
+    assert_child_ok(result)
+    assert "fuzz: all examples passed" in result.stdout
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="needs Linux /proc")
+def test_twenty_thousand_calls_do_not_leak():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 4))
+    reg = JacobianReg()
+
+    def calls(count: int) -> None:
+        for _ in range(count):
+            x = torch.randn(8, 8, requires_grad=True)
+            r = reg(x, model(x))
+            r.backward()
+
+    calls(2000)  # allocator pools and caches reach their steady state
+    gc.collect()
+    before = rss_bytes()
+    calls(20000)
+    gc.collect()
+    growth = rss_bytes() - before
+    assert growth < 20 * 2**20, f"RSS grew by {growth / 2**20:.1f} MiB over 20,000 calls"
+
+
+def test_inputs_outputs_and_graph_are_freed_after_the_step():
+    model = MLP()
+    x = torch.randn(4, 12, requires_grad=True)
+    y = model(x)
+    r = JacobianReg(n=2)(x, y)
+    refs = [weakref.ref(t) for t in (x, y, r)]
+    (y.sum() + r).backward()
+    del x, y, r
+    gc.collect()
+    assert all(ref() is None for ref in refs)
+
+
+THREADS_CHILD = textwrap.dedent(
+    """
+    import threading, torch
+    from jacobian import JacobianReg
+
+    results = {}
+
+    def train(index):
+        torch.manual_seed(index)
+        model = torch.nn.Sequential(
+            torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 4))
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+        reg = JacobianReg(n=1 + index % 2)
+        for _ in range(200):
+            x = torch.randn(16, 8, requires_grad=True)
+            optimizer.zero_grad()
+            output = model(x)
+            loss = output.pow(2).mean() + 0.1 * reg(x, output)
+            loss.backward()
+            optimizer.step()
+        results[index] = loss.item()
+
+    threads = [threading.Thread(target=train, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [0, 1, 2, 3], results
+    assert all(v == v and abs(v) < float("inf") for v in results.values()), results
+    print("threads ok", results)
+    """
+)
+
+
+def test_four_threads_train_concurrently():
+    result = run_child(["-c", THREADS_CHILD], timeout=180)
+    assert_child_ok(result)
+    assert "threads ok" in result.stdout
+
+
+class Softplus(torch.autograd.Function):
+    """softplus with a hand-written, twice-differentiable backward, run by Python."""
+
+    @staticmethod
+    def forward(ctx, t):
+        ctx.save_for_backward(t)
+        return torch.nn.functional.softplus(t)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (t,) = ctx.saved_tensors
+        return grad * torch.sigmoid(t)
+
+
+class CustomModel(torch.nn.Module):
+    def __init__(self, checkpointed: bool) -> None:
+        super().__init__()
+        self.first = torch.nn.Linear(6, 10)
+        self.second = torch.nn.Linear(10, 3)
+        self.checkpointed = checkpointed
+
+    def block(self, h: torch.Tensor) -> torch.Tensor:
+        return Softplus.apply(self.first(h))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.checkpointed:
+            h = torch.utils.checkpoint.checkpoint(self.block, x, use_reentrant=False)
+        else:
+            h = self.block(x)
+        return self.second(h)
+
+
+@pytest.mark.parametrize("checkpointed", [False, True], ids=["autograd-function", "checkpoint"])
+def test_custom_function_and_checkpoint_train_and_match_reference(checkpointed):
+    torch.manual_seed(0)
+    model = CustomModel(checkpointed).double()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    for step in range(3):
+        x = torch.randn(5, 6, dtype=torch.float64, requires_grad=True)
+        output = model(x)
+        torch.manual_seed(100 + step)
+        ours = JacobianReg(n=2)(x, output)
+        torch.manual_seed(100 + step)
+        ref = reference_reg(x, output, n=2)
+        torch.testing.assert_close(ours, ref)
+        grads = torch.autograd.grad(ours, model.first.weight, retain_graph=True)
+        ref_grads = torch.autograd.grad(ref, model.first.weight, retain_graph=True)
+        torch.testing.assert_close(grads, ref_grads)
+        optimizer.zero_grad()
+        (output.pow(2).mean() + ours).backward()
+        optimizer.step()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ddp_gloo_matches_one_process_on_the_whole_batch(tmp_path):
+    sys.path.insert(0, str(HERE))
+    import ddp_worker
+
+    out = tmp_path / "ddp_params.pt"
+    result = run_child(["ddp_worker.py", str(out), str(free_port())], timeout=240)
+    assert_child_ok(result)
+    model, x, target = ddp_worker.setup()
+    # One process on the concatenated batch: the batch means of the loss and of the regularizer
+    # are the averages of the two halves' means, which is what DDP's gradient averaging computes.
+    ddp_worker.train(model, x, target)
+    for ddp_param, param in zip(torch.load(out), model.parameters()):
+        torch.testing.assert_close(ddp_param, param.detach(), rtol=1e-10, atol=1e-12)
+
+
+def test_autocast_bfloat16_close_to_float32():
+    torch.manual_seed(0)
+    model = MLP(inputs=12, hidden=32, classes=10)
+    x = torch.randn(16, 12, requires_grad=True)
+    exact32 = JacobianReg(n=-1)(x, model(x))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = model(x)
+        assert y.dtype == torch.bfloat16
+        low = JacobianReg(n=-1)(x, y)
+    assert low.dtype == torch.float32 and torch.isfinite(low)
+    # bfloat16 keeps 8 bits of mantissa: a relative error of a few percent at most.
+    torch.testing.assert_close(low, exact32, rtol=0.03, atol=0)
+    low.backward()
+
+
+def test_compiled_model_raises_a_clear_error_and_no_grad_works():
+    torch.manual_seed(0)
+    model = MLP()
+    compiled = torch.compile(model, backend="aot_eager")
+    x = torch.randn(4, 12, requires_grad=True)
+    output = compiled(x)
+    hint = r"torch\.compile does not support double backward.*_orig_mod"
+    with pytest.raises(RuntimeError, match=hint):
+        JacobianReg()(x, output)
+    with pytest.raises(RuntimeError, match=hint):
+        jacobian.spectral_norm(x, output)
+    with torch.no_grad():  # logging needs no double backward: this works on a compiled model
+        logged = JacobianReg(n=-1)(x, output)
+    torch.testing.assert_close(logged, JacobianReg(n=-1)(x, model(x)).detach())
+
+
+INTERRUPT_CHILD = textwrap.dedent(
+    """
+    import sys, time, torch
+    from jacobian import JacobianReg
+
+    x = torch.randn(4, 8, requires_grad=True)
+    y = (x @ torch.randn(8, 1)).expand(4, 200000)  # exact mode: 200,000 backward passes
+    print("ready", flush=True)
+    start = time.perf_counter()
+    try:
+        JacobianReg(n=-1)(x, y)
+    except KeyboardInterrupt:
+        print(f"interrupted after {time.perf_counter() - start:.2f} s", flush=True)
+    small = JacobianReg(n=-1)(x, y[:, :3])
+    print("usable", float(small), flush=True)
+    """
+)
+
+
+def test_ctrl_c_interrupts_a_long_exact_call():
+    child = subprocess.Popen(
+        [sys.executable, "-c", INTERRUPT_CHILD], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "ready"
+        time.sleep(1.0)
+        sent = time.perf_counter()
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=30)
+        latency = time.perf_counter() - sent
+    finally:
+        child.kill()
+        child.communicate()
+    assert child.returncode == 0, err
+    assert "interrupted after" in out and "usable" in out
+    assert latency < 10, f"took {latency:.1f} s to stop"
