@@ -61,9 +61,9 @@ def evaluation_step(variant: str, model: nn.Module, x: torch.Tensor) -> Callable
         data = x.detach().requires_grad_(True)
         output = model(data)
         if variant == "reference":
-            return float(reg(data, output))
+            return reg(data, output).item()
         with torch.no_grad():
-            return float(reg(data, output))
+            return reg(data, output).item()
 
     return step
 

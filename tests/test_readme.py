@@ -1,4 +1,5 @@
-"""Runs every Python code block of the README, in order, in one namespace."""
+"""Runs every ```python block of the README, in order, in one namespace (```py ones are
+illustrations that need more than one process, such as the DDP snippet)."""
 
 from __future__ import annotations
 
