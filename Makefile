@@ -53,7 +53,7 @@ robustness: install  ## Reproduce the paper's robustness claims on the digits: t
 	$(PY) examples/robustness.py --out docs/figures
 
 .PHONY: lint
-lint: venv  ## Check formatting, clippy, ruff and the native module's stub
+lint: venv  ## Check formatting (rustfmt, ruff format), clippy -D warnings and ruff
 	cargo fmt --check
 	cargo clippy --release --all-targets -- -D warnings
 	ruff check python tests examples benchmarks

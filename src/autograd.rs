@@ -3,16 +3,35 @@
 use crate::error::{Error, Result};
 use tch::{Kind, Tensor};
 
+/// The gradient of the scalar `root` with respect to `input`, keeping the graph; None where no
+/// gradient reaches `input`.
+///
+/// libtorch's engine dereferences the root's grad_fn unchecked, so a root that records no graph
+/// (under torch.inference_mode(), or where every op on the way has a constant backward) would
+/// crash the process: it is caught here instead.
+pub fn gradient(root: &Tensor, input: &Tensor, create_graph: bool) -> Result<Option<Tensor>> {
+    if !root.requires_grad() {
+        return Ok(None);
+    }
+    let mut grads = Tensor::f_run_backward(&[root], &[input], true, create_graph)?;
+    Ok(grads.pop().filter(Tensor::defined))
+}
+
 /// vᵀJ for the scalar `projected` = Σ y·v, keeping y's graph for later backward passes.
 pub fn vector_jacobian_product(
     projected: &Tensor,
     x: &Tensor,
     create_graph: bool,
 ) -> Result<Tensor> {
-    let mut grads = Tensor::f_run_backward(&[projected], &[x], true, create_graph)?;
-    match grads.pop() {
-        Some(grad) if grad.defined() => Ok(grad),
-        _ => Err(Error::runtime_error(
+    if !projected.requires_grad() {
+        return Err(Error::runtime_error(
+            "the regularizer cannot record its backward passes under torch.inference_mode(); \
+             use torch.no_grad() for evaluation and logging instead",
+        ));
+    }
+    match gradient(projected, x, create_graph)? {
+        Some(grad) => Ok(grad),
+        None => Err(Error::runtime_error(
             "y does not depend on x: no gradient reaches x, so there is no Jacobian to \
              regularize; pass the tensor the model was called on (with requires_grad=True) and \
              the model's output computed from it",
@@ -47,8 +66,26 @@ pub fn per_sample_squared_norms(grad: &Tensor, batch: i64) -> Result<Tensor> {
     )?)
 }
 
-/// Divides each row of a [B, K] matrix by its Euclidean norm.
+/// Divides each row of a [B, K] matrix by its Euclidean norm (as upstream: a zero row, which a
+/// Gaussian draw never gives, would become NaN).
 pub fn normalize_rows(rows: &Tensor) -> Result<Tensor> {
     let norm = rows.f_norm_scalaropt_dim(2.0, [1i64].as_slice(), true)?;
+    Ok(rows.f_div(&norm)?)
+}
+
+/// The smallest positive normal number of a floating-point kind.
+pub fn tiny(kind: Kind) -> f64 {
+    match kind {
+        Kind::Half => 6.103_515_625e-5,
+        Kind::Double => f64::MIN_POSITIVE,
+        _ => f32::MIN_POSITIVE as f64,
+    }
+}
+
+/// Rows divided by their norms; a zero row stays zero instead of becoming NaN.
+pub fn unit_rows(rows: &Tensor) -> Result<Tensor> {
+    let norm = rows
+        .f_norm_scalaropt_dim(2.0, [1i64].as_slice(), true)?
+        .f_clamp_min(tiny(rows.f_kind()?))?;
     Ok(rows.f_div(&norm)?)
 }

@@ -1,6 +1,6 @@
 //! Projection directions v_k: uniform on the unit sphere, or orthonormal per sample (Haar).
 
-use crate::autograd::normalize_rows;
+use crate::autograd::{accumulation_kind, normalize_rows};
 use crate::checks::Projection;
 use crate::error::Result;
 use tch::{Device, Kind, Tensor};
@@ -64,10 +64,7 @@ impl Directions {
 /// with column signs fixed by diag(R) (without the fix, Q is not uniformly distributed).
 fn orthonormal(noise: &Tensor, kind: Kind) -> Result<Tensor> {
     // QR has no half-precision kernels; the directions are cast back to y's dtype after.
-    let work = match kind {
-        Kind::Half | Kind::BFloat16 => Kind::Float,
-        other => other,
-    };
+    let work = accumulation_kind(kind);
     let gaussian = noise.f_permute([1i64, 2, 0].as_slice())?.f_to_kind(work)?;
     let (q, r) = Tensor::f_linalg_qr(&gaussian, "reduced")?;
     let signs = r.f_diagonal(0, -2, -1)?.f_sign()?.f_unsqueeze(1)?;

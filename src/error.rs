@@ -54,10 +54,9 @@ impl From<TchError> for Error {
         }
         if message.contains("does not currently support double backward") {
             return Error::Runtime(format!(
-                "torch.compile does not support double backward, which the regularizer needs; run \
-                 the model uncompiled in training steps that use the regularizer (for a compiled \
-                 module, `model._orig_mod(data)`), or compute it for logging only, under \
-                 torch.no_grad() (libtorch: {message})"
+                "torch.compile does not support double backward, which this computation needs; \
+                 run the model uncompiled where it is used (for a compiled module, \
+                 `model._orig_mod(data)`) (libtorch: {message})"
             ));
         }
         Error::Runtime(message)

@@ -51,6 +51,16 @@ pub fn frobenius(
         };
         return Ok(zeros.f_mul_scalar(0.0)?);
     }
+    if let (Projection::Orthogonal, Projections::Random(n)) =
+        (options.projection, options.projections)
+    {
+        if n > per_sample {
+            return Err(Error::value_error(format!(
+                "projection=\"orthogonal\" draws at most C={per_sample} orthonormal directions \
+                 per sample, but n={n}; use n <= {per_sample}, or n=-1 for the exact value"
+            )));
+        }
+    }
     let count = match options.projections {
         Projections::Exact => per_sample,
         // Every unit vector in one dimension is ±1, so more draws would repeat the same value.
@@ -58,23 +68,14 @@ pub fn frobenius(
         Projections::Random(n) => n,
     };
     let directions = match options.projections {
-        Projections::Random(n) if per_sample > 1 => {
-            if options.projection == Projection::Orthogonal && n > per_sample {
-                return Err(Error::value_error(format!(
-                    "projection=\"orthogonal\" draws at most C={per_sample} orthonormal \
-                     directions per sample, but n={n}; use n <= {per_sample}, or n=-1 for the \
-                     exact value"
-                )));
-            }
-            Some(Directions::new(
-                options.projection,
-                n,
-                [batch, per_sample],
-                kind,
-                y.device(),
-                noise,
-            )?)
-        }
+        Projections::Random(n) if per_sample > 1 => Some(Directions::new(
+            options.projection,
+            n,
+            [batch, per_sample],
+            kind,
+            y.device(),
+            noise,
+        )?),
         _ => None,
     };
     // Under torch.no_grad() even the reshaped y would have no grad_fn to differentiate.

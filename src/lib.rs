@@ -11,7 +11,7 @@ use checks::{check_noise, Projection, Projections, Reduction};
 use error::Error;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyFloat, PyInt, PyString};
+use pyo3::types::{PyBool, PyInt, PyString};
 use tch::Tensor;
 
 /// The PyTorch release this build of tch links against; Python checks it before loading us.
@@ -67,18 +67,25 @@ fn optional_tensor_arg(ob: Option<&Bound<'_, PyAny>>, name: &str) -> PyResult<Op
 }
 
 fn int_arg(ob: &Bound<'_, PyAny>, name: &str, meaning: &str) -> PyResult<i64> {
-    // bool is a subclass of int in Python, but n=True is a mistake, not n=1.
-    if ob.is_instance_of::<PyBool>() || !ob.is_instance_of::<PyInt>() {
-        return Err(Error::type_error(format!(
+    // bool is a subclass of int in Python, but n=True is a mistake, not n=1. Other integer types
+    // (numpy's among them) convert through __index__.
+    let not_an_int = || {
+        Error::type_error(format!(
             "{name} must be an int ({meaning}), got {}",
             type_name(ob)
         ))
-        .into());
+    };
+    if ob.is_instance_of::<PyBool>() {
+        return Err(not_an_int().into());
     }
     ob.extract().map_err(|_| {
-        Error::value_error(format!(
-            "{name} is too large: it must fit in 64 bits ({meaning})"
-        ))
+        if ob.is_instance_of::<PyInt>() {
+            Error::value_error(format!(
+                "{name} is too large: it must fit in 64 bits ({meaning})"
+            ))
+        } else {
+            not_an_int()
+        }
         .into()
     })
 }
@@ -115,14 +122,11 @@ fn spectral_options(
     if iters < 1 {
         return Err(Error::value_error(format!("iters must be at least 1, got {iters}")).into());
     }
-    if tol.is_instance_of::<PyBool>()
-        || !(tol.is_instance_of::<PyFloat>() || tol.is_instance_of::<PyInt>())
-    {
-        return Err(
-            Error::type_error(format!("tol must be a float, got {}", type_name(tol))).into(),
-        );
+    let not_a_float = || Error::type_error(format!("tol must be a float, got {}", type_name(tol)));
+    if tol.is_instance_of::<PyBool>() || tol.is_instance_of::<PyString>() {
+        return Err(not_a_float().into());
     }
-    let tol: f64 = tol.extract()?;
+    let tol: f64 = tol.extract().map_err(|_| not_a_float())?;
     if !(tol.is_finite() && tol >= 0.0) {
         return Err(Error::value_error(format!(
             "tol must be a finite number >= 0 (0 runs every iteration), got {tol}"
@@ -149,6 +153,13 @@ fn check_options(
     Ok(projections_arg(n)?.n())
 }
 
+/// Checks a reduction's name (see `jacobian._native.pyi`).
+#[pyfunction]
+fn check_reduction(reduction: &Bound<'_, PyAny>) -> PyResult<()> {
+    reduction_arg(reduction)?;
+    Ok(())
+}
+
 /// Checks the options of the spectral regularizer (see `jacobian._native.pyi`).
 #[pyfunction]
 fn check_spectral_options(iters: &Bound<'_, PyAny>, tol: &Bound<'_, PyAny>) -> PyResult<()> {
@@ -162,14 +173,17 @@ fn wrap(py: Python<'_>, tensor: Tensor) -> PyResult<Bound<'_, PyAny>> {
     Ok(unsafe { Bound::from_owned_ptr(py, ptr as *mut pyo3::ffi::PyObject) })
 }
 
-/// Checks caller-drawn noise and hands over its tensor.
+/// Checks caller-drawn noise and hands over its tensor; x and y are checked first, so that a bad
+/// y is reported as such rather than as bad noise drawn from it.
 fn noise_tensor(
     noise: Option<TensorArg>,
     expected: &[i64],
+    x: &Tensor,
     y: &Tensor,
 ) -> PyResult<Option<Tensor>> {
     match noise {
         Some(noise) => {
+            checks::check_inputs(x, y)?;
             check_noise(&noise.tensor, &noise.shape, expected, y)?;
             Ok(Some(noise.tensor))
         }
@@ -209,7 +223,7 @@ fn frobenius_py<'py>(
     let noise = match (optional_tensor_arg(noise, "noise")?, options.projections) {
         (Some(noise), Projections::Random(n)) => {
             let (batch, size) = checks::batch_and_size(&y.shape)?;
-            noise_tensor(Some(noise), &[n, batch, size], &y.tensor)?
+            noise_tensor(Some(noise), &[n, batch, size], &x.tensor, &y.tensor)?
         }
         _ => None,
     };
@@ -242,7 +256,7 @@ fn spectral_py<'py>(
     let noise = match optional_tensor_arg(noise, "noise")? {
         Some(noise) => {
             let (batch, size) = checks::batch_and_size(&y.shape)?;
-            noise_tensor(Some(noise), &[batch, size], &y.tensor)?
+            noise_tensor(Some(noise), &[batch, size], &x.tensor, &y.tensor)?
         }
         None => None,
     };
@@ -262,5 +276,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(spectral_py, m)?)?;
     m.add_function(wrap_pyfunction!(check_options, m)?)?;
     m.add_function(wrap_pyfunction!(check_spectral_options, m)?)?;
+    m.add_function(wrap_pyfunction!(check_reduction, m)?)?;
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! The per-sample spectral norm (largest singular value) of the Jacobian, by power iteration.
 
-use crate::autograd::{accumulation_kind, vector_jacobian_product};
+use crate::autograd::{accumulation_kind, gradient, tiny, unit_rows, vector_jacobian_product};
 use crate::checks::{batch_and_size, check_inputs, check_same_batch};
 use crate::error::Result;
 use crate::Interrupt;
@@ -15,14 +15,6 @@ pub struct Options {
     pub tol: f64,
     /// Build the double-backward graph, so the result is differentiable.
     pub create_graph: bool,
-}
-
-/// Rows divided by their norms; a zero row stays zero instead of becoming NaN.
-fn unit_rows(rows: &Tensor) -> Result<Tensor> {
-    let norm = rows
-        .f_norm_scalaropt_dim(2.0, [1i64].as_slice(), true)?
-        .f_clamp_min(1e-30)?;
-    Ok(rows.f_div(&norm)?)
 }
 
 /// σ_max(J_b) for each sample b, for the Jacobian J of `y` ([B, ...]) with respect to `x`.
@@ -52,6 +44,8 @@ pub fn spectral(
         let y2d = y.f_reshape([batch, per_sample])?;
         let start = match noise {
             Some(noise) => noise,
+            // One output per sample: its only directions are ±1, and no draw is needed.
+            None if per_sample == 1 => Tensor::f_ones([batch, 1], (kind, y.device()))?,
             None => Tensor::f_randn([batch, per_sample], (kind, y.device()))?,
         };
         let mut v = unit_rows(&start)?;
@@ -65,11 +59,10 @@ pub fn spectral(
             let jt_v = jt_v.f_reshape([batch, -1])?;
             let u = unit_rows(&jt_v.f_detach()?)?;
             let u_jt_v = jt_v.f_mul(&u)?.f_sum(None)?;
-            let mut grads = Tensor::f_run_backward(&[u_jt_v], &[&v_var], true, false)?;
-            let j_u = match grads.pop() {
-                Some(grad) if grad.defined() => grad,
+            let j_u = match gradient(&u_jt_v, &v_var, false)? {
+                Some(grad) => grad,
                 // Jᵀv does not depend on v only where the Jacobian is zero everywhere.
-                _ => v.f_zeros_like()?,
+                None => v.f_zeros_like()?,
             };
             let sigma = j_u.f_norm_scalaropt_dim(2.0, [1i64].as_slice(), false)?;
             v = unit_rows(&j_u)?;
@@ -78,7 +71,7 @@ pub fn spectral(
                     let change = sigma
                         .f_sub(previous)?
                         .f_abs()?
-                        .f_div(&sigma.f_clamp_min(1e-30)?)?
+                        .f_div(&sigma.f_clamp_min(tiny(sigma.f_kind()?))?)?
                         .f_max()?
                         .f_double_value(&[])?;
                     if change <= options.tol {

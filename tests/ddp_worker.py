@@ -1,7 +1,7 @@
 """Trains with the regularizer under DistributedDataParallel (gloo, 2 processes on loopback).
 
 Usage: ``python ddp_worker.py OUT_FILE PORT``; rank 0 writes the final parameters to OUT_FILE.
-The model, data and steps are those of ``ddp_setup`` in test_reliability.py.
+``setup`` and ``train`` are shared with the single-process run in test_reliability.py.
 """
 
 from __future__ import annotations

@@ -60,6 +60,8 @@ def cases(draw: st.DrawFn) -> dict:
         "reduction": draw(mostly(["mean", "sum", "none"], ["avg"], 6)),
         "poison": draw(mostly([None], [math.nan, math.inf])),
         "api": draw(mostly(["reg"], ["norm", "spectral", "spectral_reg"])),
+        "generator": draw(st.booleans()),
+        "mode": draw(mostly(["grad"], ["no_grad", "inference_mode"])),
         "seed": draw(st.integers(0, 2**16)),
     }  # fmt: skip
 
@@ -95,13 +97,17 @@ def build(case: dict) -> tuple[torch.Tensor, torch.Tensor]:
 
 def call(case: dict, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     api, n = case["api"], case["n"]
+    generator = torch.Generator().manual_seed(case["seed"]) if case["generator"] else None
     if api == "reg":
-        return JacobianReg(n=n, reduction=case["reduction"], projection=case["projection"])(x, y)
+        reg = JacobianReg(
+            n=n, reduction=case["reduction"], projection=case["projection"], generator=generator
+        )
+        return reg(x, y)
     if api == "norm":
-        return jacobian_norm(x, y, n=n, projection=case["projection"])
+        return jacobian_norm(x, y, n=n, projection=case["projection"], generator=generator)
     if api == "spectral":
-        return spectral_norm(x, y, iters=3)
-    return JacobianSpectralReg(iters=3, reduction=case["reduction"])(x, y)
+        return spectral_norm(x, y, iters=3, generator=generator)
+    return JacobianSpectralReg(iters=3, reduction=case["reduction"], generator=generator)(x, y)
 
 
 def expensive(case: dict, y: torch.Tensor) -> bool:
@@ -122,15 +128,20 @@ def check(case: dict) -> None:
     if y.dim() and expensive(case, y):
         OUTCOMES["skipped: huge n"] += 1
         return
+    mode = {"grad": torch.enable_grad, "no_grad": torch.no_grad}.get(
+        case["mode"], torch.inference_mode
+    )
     try:
-        result = call(case, x, y)
+        with mode():
+            result = call(case, x, y)
     except (TypeError, ValueError, RuntimeError) as err:
         assert str(err), f"empty message for {case}"
         OUTCOMES[type(err).__name__] += 1
         return
     assert isinstance(result, torch.Tensor)
     reference_ready = (
-        case["api"] == "reg"
+        case["mode"] == "grad"
+        and case["api"] == "reg"
         and case["reduction"] == "mean"
         and case["projection"] == "sphere"
         and x.dtype in (torch.float32, torch.float64)

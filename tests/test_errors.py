@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from conftest import MLP
-from jacobian import JacobianReg, _native
+from jacobian import JacobianReg, _native, jacobian_norm, spectral_norm
 
 
 @pytest.mark.parametrize(
@@ -156,3 +156,17 @@ def test_nested_tensors_rejected(position):
     args = (nested, x * 2) if position == "x" else (x, nested)
     with pytest.raises(TypeError, match=rf"{position} must be a regular \(strided\) tensor"):
         JacobianReg()(*args)
+
+
+def test_called_under_inference_mode_raises_instead_of_crashing(batch):
+    model, x = batch
+    y = model(x)
+    with torch.inference_mode():
+        with pytest.raises(RuntimeError, match=r"inference_mode\(\); use torch\.no_grad\(\)"):
+            JacobianReg()(x, y)
+        with pytest.raises(RuntimeError, match=r"inference_mode"):
+            jacobian_norm(x, y)
+        with pytest.raises(RuntimeError, match=r"inference_mode"):
+            spectral_norm(x, y)
+    with torch.no_grad():
+        assert torch.isfinite(JacobianReg()(x, y))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import sys
 from importlib import metadata
 from pathlib import Path
 
@@ -56,7 +55,3 @@ def test_other_torch_release_raises_import_error():
     )
     with pytest.raises(ImportError, match=expected):
         check_torch_version("2.11.0+cpu")
-
-
-def test_python_version_supported():
-    assert sys.version_info >= (3, 9)

@@ -45,12 +45,19 @@ def gaussian_noise(
     Raises:
         ValueError: The generator is for another device than y.
     """
+    # Bad y (not a real floating-point tensor with a batch dimension) is left for the native
+    # module to report; nothing is drawn for it.
     if generator is None or not isinstance(y, Tensor) or y.dim() == 0:
+        return None
+    if not y.is_floating_point():
         return None
     size = math.prod(y.shape[1:])
     if size <= 1:
         return None
-    if generator.device.type != y.device.type:
+    same_device = generator.device.type == y.device.type and (
+        y.device.type == "cpu" or generator.device.index in (None, y.device.index)
+    )
+    if not same_device:
         raise ValueError(
             f"generator is for device {generator.device} but y is on {y.device}; create it with "
             f"torch.Generator(device={str(y.device)!r})"

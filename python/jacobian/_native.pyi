@@ -6,6 +6,7 @@ __all__ = [
     "TORCH_VERSION",
     "__version__",
     "check_options",
+    "check_reduction",
     "check_spectral_options",
     "frobenius",
     "spectral",
@@ -43,6 +44,9 @@ def spectral(
 
 def check_options(n: int, projection: str, reduction: str) -> int:
     """Returns ``n`` if the options are valid, else raises TypeError/ValueError."""
+
+def check_reduction(reduction: str) -> None:
+    """Raises TypeError/ValueError unless ``reduction`` is "mean", "sum" or "none"."""
 
 def check_spectral_options(iters: int, tol: float) -> None:
     """Raises TypeError/ValueError unless ``iters`` and ``tol`` are valid."""

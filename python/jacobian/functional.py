@@ -82,5 +82,5 @@ def spectral_norm(
     """
     noise = gaussian_noise(check_generator(generator), y, ())
     # Power iteration differentiates the backward pass even without gradients.
-    check_not_compiled(y)
+    check_not_compiled(y, "the spectral norm's power iteration", no_grad_helps=False)
     return _native.spectral(x, y, iters, tol, noise, torch.is_grad_enabled())

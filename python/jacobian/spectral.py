@@ -40,7 +40,7 @@ class JacobianSpectralReg(nn.Module):
     ) -> None:
         super().__init__()
         _native.check_spectral_options(iters, tol)
-        _native.check_options(1, "sphere", reduction)
+        _native.check_reduction(reduction)
         self.iters = iters
         self.tol = tol
         self.reduction = reduction
