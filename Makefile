@@ -2,14 +2,35 @@
 .DEFAULT_GOAL := help
 SHELL := /bin/bash
 
-# The venv and cargo's target dir live outside the checkout, so fresh clones (and CI) reuse them.
+# The torch release to build and test against (`make TORCH=2.11.0 test`), and the tch release
+# generated for it: tch binds libtorch's C++ API of exactly one torch release.
+DEFAULT_TORCH := 2.13.0
+TORCH ?= $(DEFAULT_TORCH)
+TCH_2.13.0 := 0.26.0
+TCH_2.11.0 := 0.24.0
+TCH := $(TCH_$(TORCH))
+ifeq ($(TCH),)
+$(error TORCH=$(TORCH) is not supported: use 2.13.0 (the default) or 2.11.0)
+endif
+
+# The venvs and cargo's target dirs live outside the checkout, so fresh clones (and CI) reuse
+# them. Another torch release builds from a copy of the sources pinned to it (see `source`).
 CACHE ?= $(HOME)/.cache/jacobian
+ifeq ($(TORCH),$(DEFAULT_TORCH))
 VENV ?= $(CACHE)/venv
+SRC := $(CURDIR)
+export CARGO_TARGET_DIR ?= $(CACHE)/target
+else
+VENV ?= $(CACHE)/venv-torch$(TORCH)
+SRC := $(CACHE)/src-torch$(TORCH)
+export CARGO_TARGET_DIR ?= $(CACHE)/target-torch$(TORCH)
+endif
+DIST := $(CURDIR)/dist/torch$(TORCH)
+REQUIREMENTS := $(CACHE)/requirements-torch$(TORCH).txt
 PY := $(VENV)/bin/python
 # torch-sys asks `python` on PATH (when VIRTUAL_ENV is set) which torch to build against.
 export VIRTUAL_ENV := $(VENV)
 export PATH := $(VENV)/bin:$(PATH)
-export CARGO_TARGET_DIR ?= $(CACHE)/target
 export LIBTORCH_USE_PYTORCH := 1
 
 .PHONY: help
@@ -18,19 +39,33 @@ help:  ## Show this help
 
 .PHONY: venv
 venv:  ## Create the venv with the pinned torch and tools (skipped when already up to date)
-	@cmp -s requirements-dev.txt $(VENV)/requirements-dev.txt || { \
+	@mkdir -p $(CACHE)
+	@sed 's/^torch==.*/torch==$(TORCH)/' requirements-dev.txt > $(REQUIREMENTS)
+	@cmp -s $(REQUIREMENTS) $(VENV)/requirements-dev.txt || { \
 		python3 -m venv $(VENV) && \
-		$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt && \
-		cp requirements-dev.txt $(VENV)/requirements-dev.txt; }
+		$(PY) -m pip install --quiet --disable-pip-version-check -r $(REQUIREMENTS) && \
+		cp $(REQUIREMENTS) $(VENV)/requirements-dev.txt; }
+
+.PHONY: source
+source:  ## (internal) For a non-default TORCH, copy the sources and pin the copy to that release
+ifneq ($(TORCH),$(DEFAULT_TORCH))
+	rm -rf $(SRC) && mkdir -p $(SRC)
+	git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -t $(SRC)
+	cp locks/Cargo-torch$(TORCH).lock $(SRC)/Cargo.lock
+	sed -i 's/^\(tch\|pyo3-tch\) = "=.*"/\1 = "=$(TCH)"/' $(SRC)/Cargo.toml
+	sed -i 's/^JACOBIAN_TORCH_VERSION = .*/JACOBIAN_TORCH_VERSION = "$(TORCH)"/' $(SRC)/.cargo/config.toml
+	sed -i 's/"torch==$(DEFAULT_TORCH)"/"torch==$(TORCH)"/' $(SRC)/pyproject.toml
+	sed -i 's/^REQUIRED_TORCH = .*/REQUIRED_TORCH = "$(TORCH)"/' $(SRC)/python/jacobian/_torch_pin.py
+endif
 
 .PHONY: wheel
-wheel: venv  ## Build the release wheel into dist/
-	rm -f dist/jacobian_reg-*.whl
-	maturin build --release --out dist
+wheel: venv source  ## Build the release wheel into dist/torch<TORCH>/
+	rm -f $(DIST)/jacobian_reg-*.whl
+	cd $(SRC) && maturin build --release --locked --out $(DIST)
 
 .PHONY: install
 install: wheel  ## Install the wheel into the venv (what the tests and examples use)
-	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --force-reinstall dist/jacobian_reg-*.whl
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --force-reinstall $(DIST)/jacobian_reg-*.whl
 
 .PHONY: test
 test: install  ## Run the whole test suite against the installed wheel
@@ -71,4 +106,4 @@ format: venv  ## Format Rust and Python sources in place
 
 .PHONY: clean
 clean:  ## Remove build outputs of this checkout (the shared cache stays)
-	rm -rf dist
+	rm -rf dist $(CACHE)/src-torch*

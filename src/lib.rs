@@ -14,8 +14,9 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyInt, PyString};
 use tch::Tensor;
 
-/// The PyTorch release this build of tch links against; Python checks it before loading us.
-const TORCH_VERSION: &str = "2.13.0";
+/// The PyTorch release this build of tch links against (set in `.cargo/config.toml`); Python
+/// checks it before loading us.
+const TORCH_VERSION: &str = env!("JACOBIAN_TORCH_VERSION");
 
 /// A callback run between projections or iterations; it lets Ctrl-C through on long calls.
 pub type Interrupt<'a> = &'a dyn Fn() -> error::Result<()>;
