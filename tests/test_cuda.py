@@ -1,0 +1,119 @@
+"""CUDA behaviour: device placement, no host round trips, other GPUs, Python autograd functions.
+
+Every test here is skipped without a GPU; the CPU suite covers the same values.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import MLP
+from jacobian import JacobianReg, JacobianSpectralReg, jacobian_norm, spectral_norm
+from reference import reference_reg
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+
+
+def batch_on(device: str, dtype: torch.dtype = torch.float32):
+    torch.manual_seed(0)
+    model = MLP(inputs=12, hidden=16, classes=10).to(device=device, dtype=dtype)
+    x = torch.randn(8, 12, device=device, dtype=dtype, requires_grad=True)
+    return model, x
+
+
+def test_cuda_step_makes_no_host_round_trip():
+    model, x = batch_on("cuda")
+    y = model(x)
+    torch.cuda.synchronize()
+    # Any synchronising call (a host-to-device copy of a CPU draw, .item(), ...) raises here.
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        # Orthogonal projections are left out: cuSOLVER's QR may synchronise on its own.
+        r = JacobianReg(n=3)(x, y) + jacobian_norm(x, y, n=-1).sum()
+        r = r + JacobianSpectralReg(iters=3, tol=0.0)(x, y)
+        (y.pow(2).mean() + r).backward()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert r.device.type == "cuda"
+
+
+def test_cuda_draws_follow_the_cuda_generator():
+    model, x = batch_on("cuda")
+    y = model(x)
+    torch.manual_seed(3)
+    first = JacobianReg(n=2)(x, y)
+    torch.manual_seed(3)
+    torch.testing.assert_close(first, reference_reg(x, y, n=2))
+    generator = torch.Generator(device="cuda").manual_seed(1)
+    again = torch.Generator(device="cuda").manual_seed(1)
+    torch.testing.assert_close(
+        JacobianReg(n=2, generator=generator)(x, y), JacobianReg(n=2, generator=again)(x, y)
+    )
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices")
+def test_second_gpu_keeps_everything_on_it():
+    model, x = batch_on("cuda:1")
+    y = model(x)
+    r = JacobianReg(n=2)(x, y)
+    sigma = spectral_norm(x, y, iters=5)
+    assert r.device == torch.device("cuda:1") and sigma.device == torch.device("cuda:1")
+    cpu_model, cpu_x = batch_on("cpu")
+    torch.testing.assert_close(
+        JacobianReg(n=-1)(x, y).cpu(),
+        JacobianReg(n=-1)(cpu_x, cpu_model(cpu_x)),
+        rtol=1e-4,
+        atol=1e-6,
+    )
+    r.backward()
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_cuda_half_precision(dtype):
+    model, x = batch_on("cuda")
+    exact = JacobianReg(n=-1)(x, model(x))
+    x_half = x.detach().to(dtype).requires_grad_()
+    y_half = model.to(dtype)(x_half)
+    half = JacobianReg(n=-1)(x_half, y_half)
+    assert half.dtype == torch.float32
+    torch.testing.assert_close(half, exact, rtol=0.05, atol=0)
+    assert torch.isfinite(JacobianReg(n=3, projection="orthogonal")(x_half, y_half))
+
+
+class Cube(torch.autograd.Function):
+    """x^3 with a Python backward: the engine's CUDA thread must get the GIL to run it."""
+
+    @staticmethod
+    def forward(ctx, t):
+        ctx.save_for_backward(t)
+        return t**3
+
+    @staticmethod
+    def backward(ctx, grad):
+        (t,) = ctx.saved_tensors
+        return 3 * t**2 * grad
+
+
+def test_cuda_python_autograd_function_does_not_deadlock():
+    torch.manual_seed(0)
+    x = torch.randn(6, 4, device="cuda", dtype=torch.float64, requires_grad=True)
+    w = torch.randn(4, 3, device="cuda", dtype=torch.float64, requires_grad=True)
+    y = Cube.apply(x @ w)
+    r = JacobianReg(n=-1)(x, y)
+    r.backward()
+    dense = torch.autograd.functional.jacobian(lambda t: Cube.apply(t @ w), x)
+    torch.testing.assert_close(r, 0.5 * dense.pow(2).sum() / 6)
+    assert w.grad is not None and torch.isfinite(w.grad).all()
+
+
+def test_cuda_agrees_with_cpu_for_every_api():
+    cpu_model, cpu_x = batch_on("cpu", torch.float64)
+    model, x = batch_on("cuda", torch.float64)
+    cpu_y, y = cpu_model(cpu_x), model(x)
+    torch.testing.assert_close(jacobian_norm(x, y).cpu(), jacobian_norm(cpu_x, cpu_y))
+    torch.testing.assert_close(
+        spectral_norm(x, y, iters=200, tol=0.0).cpu(),
+        spectral_norm(cpu_x, cpu_y, iters=200, tol=0.0),
+        rtol=1e-6,
+        atol=0,
+    )
