@@ -104,13 +104,13 @@ fn projections_arg(n: &Bound<'_, PyAny>) -> PyResult<Projections> {
 
 fn projection_arg(projection: &Bound<'_, PyAny>) -> PyResult<Projection> {
     Ok(Projection::parse(
-        str_arg(projection, "projection")?.to_str()?,
+        &str_arg(projection, "projection")?.to_cow()?,
     )?)
 }
 
 fn reduction_arg(reduction: &Bound<'_, PyAny>) -> PyResult<Reduction> {
     Ok(Reduction::parse(
-        str_arg(reduction, "reduction")?.to_str()?,
+        &str_arg(reduction, "reduction")?.to_cow()?,
     )?)
 }
 
