@@ -6,37 +6,13 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
+from jacobian.robustness import MLP, LeNet5
 from torch import nn
 
 
-def mlp(inputs: int = 784, hidden: int = 200, classes: int = 10) -> nn.Module:
-    """The upstream example's MLP."""
-    return nn.Sequential(
-        nn.Flatten(),
-        nn.Linear(inputs, hidden),
-        nn.ReLU(),
-        nn.Linear(hidden, hidden),
-        nn.ReLU(),
-        nn.Linear(hidden, classes),
-    )
-
-
-def lenet5() -> nn.Module:
-    """LeNet-5 on 1x28x28 images, as in the paper's MNIST experiments."""
-    return nn.Sequential(
-        nn.Conv2d(1, 6, 5, padding=2),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(6, 16, 5),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Flatten(),
-        nn.Linear(16 * 5 * 5, 120),
-        nn.ReLU(),
-        nn.Linear(120, 84),
-        nn.ReLU(),
-        nn.Linear(84, 10),
-    )
+def mnist_mlp() -> nn.Module:
+    """The upstream example's MLP on 28x28 images."""
+    return MLP(inputs=784)
 
 
 def convnet() -> nn.Module:
@@ -78,10 +54,10 @@ class Config:
 
 
 CONFIGS = [
-    Config("MLP 784-200-200-10, B=64, n=1", mlp, (64, 1, 28, 28), 1),
-    Config("MLP 784-200-200-10, B=64, n=3", mlp, (64, 1, 28, 28), 3),
-    Config("MLP 784-200-200-10, B=64, n=-1", mlp, (64, 1, 28, 28), -1),
-    Config("LeNet-5 1x28x28, B=64, n=1", lenet5, (64, 1, 28, 28), 1),
+    Config("MLP 784-200-200-10, B=64, n=1", mnist_mlp, (64, 1, 28, 28), 1),
+    Config("MLP 784-200-200-10, B=64, n=3", mnist_mlp, (64, 1, 28, 28), 3),
+    Config("MLP 784-200-200-10, B=64, n=-1", mnist_mlp, (64, 1, 28, 28), -1),
+    Config("LeNet-5 1x28x28, B=64, n=1", LeNet5, (64, 1, 28, 28), 1),
     Config("ConvNet 1x28x28, B=256, n=1", convnet, (256, 1, 28, 28), 1),
     Config("tiny 8-16-4, B=8, n=1", tiny, (8, 8), 1),
 ]

@@ -16,18 +16,11 @@ import matplotlib.pyplot as plt
 import torch
 from jacobian import JacobianReg
 from jacobian.datasets import load_digits
+from jacobian.robustness import MLP
 from torch import nn
 
 ROOT = Path(__file__).resolve().parent.parent
 NS = (2, 3, 5)
-
-
-def mlp() -> nn.Module:
-    """The 10-class model: 64-200-200-10 with ReLUs."""
-    return nn.Sequential(
-        nn.Flatten(), nn.Linear(64, 200), nn.ReLU(), nn.Linear(200, 200), nn.ReLU(),
-        nn.Linear(200, 10),
-    )  # fmt: skip
 
 
 def train(model: nn.Module, epochs: int) -> None:
@@ -95,7 +88,7 @@ def main(argv: list[str] | None = None) -> dict:
     torch.manual_seed(0)
     _, test_set = load_digits()
     x = test_set.tensors[0][:64]
-    model = mlp()
+    model = MLP(inputs=64)
     results = {"untrained": relative_variances(model, x, args.draws)}
     train(model, args.epochs)
     results["trained"] = relative_variances(model, x, args.draws)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import MLP
+from conftest import MLP, Cube
 from jacobian import JacobianReg, JacobianSpectralReg, jacobian_norm, spectral_norm
 from reference import reference_reg
 
@@ -78,20 +78,6 @@ def test_cuda_half_precision(dtype):
     assert half.dtype == torch.float32
     torch.testing.assert_close(half, exact, rtol=0.05, atol=0)
     assert torch.isfinite(JacobianReg(n=3, projection="orthogonal")(x_half, y_half))
-
-
-class Cube(torch.autograd.Function):
-    """x^3 with a Python backward: the engine's CUDA thread must get the GIL to run it."""
-
-    @staticmethod
-    def forward(ctx, t):
-        ctx.save_for_backward(t)
-        return t**3
-
-    @staticmethod
-    def backward(ctx, grad):
-        (t,) = ctx.saved_tensors
-        return 3 * t**2 * grad
 
 
 def test_cuda_python_autograd_function_does_not_deadlock():

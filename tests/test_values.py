@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import MLP, ConvMap, ConvNet
+from conftest import MLP, ConvMap, ConvNet, Cube
 from jacobian import JacobianReg
 from reference import dense_reg, reference_reg
 
@@ -203,17 +203,6 @@ def test_non_contiguous_output_matches_reference():
 
 
 def test_trains_through_autograd_function_with_gil_released():
-    class Cube(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, t):
-            ctx.save_for_backward(t)
-            return t**3
-
-        @staticmethod
-        def backward(ctx, grad):
-            (t,) = ctx.saved_tensors
-            return 3 * t**2 * grad
-
     x = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
     w = torch.randn(3, 2, dtype=torch.float64, requires_grad=True)
     y = Cube.apply(x @ w)
