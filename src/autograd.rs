@@ -89,3 +89,11 @@ pub fn unit_rows(rows: &Tensor) -> Result<Tensor> {
         .f_clamp_min(tiny(rows.f_kind()?))?;
     Ok(rows.f_div(&norm)?)
 }
+
+/// Per-sample zeros [B] for an empty batch or an empty output, still attached to y's graph so
+/// that `loss.backward()` works on them.
+pub fn attached_zeros(y: &Tensor, batch: i64, per_sample: i64) -> Result<Tensor> {
+    Ok(y.f_reshape([batch, per_sample])?
+        .f_sum_dim_intlist([1i64].as_slice(), false, None)?
+        .f_mul_scalar(0.0)?)
+}

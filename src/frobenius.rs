@@ -1,6 +1,8 @@
 //! The projection estimate of the Jacobian's squared Frobenius norm, built on libtorch's autograd.
 
-use crate::autograd::{per_sample_squared_norms, squared_norm, vector_jacobian_product};
+use crate::autograd::{
+    attached_zeros, per_sample_squared_norms, squared_norm, vector_jacobian_product,
+};
 use crate::checks::{
     batch_and_size, check_inputs, check_same_batch, Projection, Projections, Reduction,
 };
@@ -41,15 +43,12 @@ pub fn frobenius(
         check_same_batch(x_shape, batch, "reduction=\"none\"")?;
     }
     if batch == 0 || per_sample == 0 {
-        let y2d = y.f_reshape([batch, per_sample])?;
-        // Zeros, yet attached to y's graph, so `loss.backward()` works on an empty batch.
-        let zeros = y2d.f_sum_dim_intlist([1i64].as_slice(), false, None)?;
-        let zeros = if per_sample_out {
+        let zeros = attached_zeros(y, batch, per_sample)?;
+        return Ok(if per_sample_out {
             zeros
         } else {
             zeros.f_sum(None)?
-        };
-        return Ok(zeros.f_mul_scalar(0.0)?);
+        });
     }
     if let (Projection::Orthogonal, Projections::Random(n)) =
         (options.projection, options.projections)

@@ -174,22 +174,22 @@ fn wrap(py: Python<'_>, tensor: Tensor) -> PyResult<Bound<'_, PyAny>> {
     Ok(unsafe { Bound::from_owned_ptr(py, ptr as *mut pyo3::ffi::PyObject) })
 }
 
-/// Checks caller-drawn noise and hands over its tensor; x and y are checked first, so that a bad
-/// y is reported as such rather than as bad noise drawn from it.
+/// Caller-drawn noise of shape `leading` + [B, C], checked, or None when none was passed. x and y
+/// are checked first, so that a bad y is reported as such rather than as bad noise drawn from it.
 fn noise_tensor(
-    noise: Option<TensorArg>,
-    expected: &[i64],
-    x: &Tensor,
-    y: &Tensor,
+    noise: Option<&Bound<'_, PyAny>>,
+    leading: &[i64],
+    x: &TensorArg,
+    y: &TensorArg,
 ) -> PyResult<Option<Tensor>> {
-    match noise {
-        Some(noise) => {
-            checks::check_inputs(x, y)?;
-            check_noise(&noise.tensor, &noise.shape, expected, y)?;
-            Ok(Some(noise.tensor))
-        }
-        None => Ok(None),
-    }
+    let Some(noise) = optional_tensor_arg(noise, "noise")? else {
+        return Ok(None);
+    };
+    checks::check_inputs(&x.tensor, &y.tensor)?;
+    let (batch, size) = checks::batch_and_size(&y.shape)?;
+    let expected = [leading, &[batch, size]].concat();
+    check_noise(&noise.tensor, &noise.shape, &expected, &y.tensor)?;
+    Ok(Some(noise.tensor))
 }
 
 fn interrupt() -> error::Result<()> {
@@ -221,12 +221,13 @@ fn frobenius_py<'py>(
         factor,
         create_graph,
     };
-    let noise = match (optional_tensor_arg(noise, "noise")?, options.projections) {
-        (Some(noise), Projections::Random(n)) => {
-            let (batch, size) = checks::batch_and_size(&y.shape)?;
-            noise_tensor(Some(noise), &[n, batch, size], &x.tensor, &y.tensor)?
+    let noise = match options.projections {
+        Projections::Random(n) => noise_tensor(noise, &[n], &x, &y)?,
+        Projections::Exact => {
+            // Exact mode draws nothing; noise is only checked to be a tensor.
+            optional_tensor_arg(noise, "noise")?;
+            None
         }
-        _ => None,
     };
     // libtorch's Python engine refuses to run backward while this thread holds the GIL, and a
     // Python autograd.Function in the model needs the GIL on the engine's threads.
@@ -254,13 +255,7 @@ fn spectral_py<'py>(
     let x = tensor_arg(x, "x", "the model's input")?;
     let y = tensor_arg(y, "y", "the model's output")?;
     let options = spectral_options(iters, tol, create_graph)?;
-    let noise = match optional_tensor_arg(noise, "noise")? {
-        Some(noise) => {
-            let (batch, size) = checks::batch_and_size(&y.shape)?;
-            noise_tensor(Some(noise), &[batch, size], &x.tensor, &y.tensor)?
-        }
-        None => None,
-    };
+    let noise = noise_tensor(noise, &[], &x, &y)?;
     let result = py.allow_threads(move || {
         spectral::spectral(
             &x.tensor, &x.shape, &y.tensor, &y.shape, options, noise, &interrupt,

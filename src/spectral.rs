@@ -1,6 +1,8 @@
 //! The per-sample spectral norm (largest singular value) of the Jacobian, by power iteration.
 
-use crate::autograd::{accumulation_kind, gradient, tiny, unit_rows, vector_jacobian_product};
+use crate::autograd::{
+    accumulation_kind, attached_zeros, gradient, tiny, unit_rows, vector_jacobian_product,
+};
 use crate::checks::{batch_and_size, check_inputs, check_same_batch};
 use crate::error::Result;
 use crate::Interrupt;
@@ -36,9 +38,7 @@ pub fn spectral(
     let (batch, per_sample) = batch_and_size(y_shape)?;
     check_same_batch(x_shape, batch, "the spectral norm")?;
     if batch == 0 || per_sample == 0 {
-        let y2d = y.f_reshape([batch, per_sample])?;
-        let zeros = y2d.f_sum_dim_intlist([1i64].as_slice(), false, None)?;
-        return Ok(zeros.f_mul_scalar(0.0)?);
+        return attached_zeros(y, batch, per_sample);
     }
     tch::with_grad(|| -> Result<Tensor> {
         let y2d = y.f_reshape([batch, per_sample])?;
