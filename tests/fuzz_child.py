@@ -1,7 +1,8 @@
 """Hypothesis fuzzing of the public API, run in a child process so that a crash fails a test.
 
-Usage: ``python fuzz_child.py MAX_EXAMPLES``; exits 0 when every example either matched the
-pure-PyTorch reference or raised TypeError/ValueError/RuntimeError with a message.
+Usage: ``python fuzz_child.py MAX_EXAMPLES``; exits 0 when every example of correct usage returned
+a value (equal to the pure-PyTorch reference where that applies) and every other one raised
+TypeError/ValueError/RuntimeError with a message.
 """
 
 from __future__ import annotations
@@ -110,10 +111,38 @@ def call(case: dict, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return JacobianSpectralReg(iters=3, reduction=case["reduction"], generator=generator)(x, y)
 
 
+def per_sample_size(y: torch.Tensor) -> int:
+    """C: the number of output elements per sample (1 for a 0-d y, which is refused anyway)."""
+    return math.prod(y.shape[1:]) if y.dim() else 1
+
+
+def valid(case: dict, x: torch.Tensor, y: torch.Tensor) -> bool:
+    """Whether the case is correct usage, which must return a value and never raise."""
+    n, api = case["n"], case["api"]
+    n_ok = isinstance(n, int) and not isinstance(n, bool) and (n == -1 or n >= 1)
+    if api in ("reg", "norm"):
+        n_ok = n_ok and (
+            case["projection"] == "sphere"
+            or (case["projection"] == "orthogonal" and n <= per_sample_size(y))
+        )
+    else:  # the spectral APIs take neither n nor a projection
+        n_ok = True
+    return (
+        n_ok
+        and case["mode"] == "grad"
+        and x.dtype in FLOATS
+        and x.requires_grad
+        and y.dtype in FLOATS
+        and y.dim() > 0
+        and (api == "norm" or case["reduction"] != "avg")
+    )
+
+
 def expensive(case: dict, y: torch.Tensor) -> bool:
     """Huge n on a real workload would run for ages; it is only checked where it is cheap."""
-    per_sample = math.prod(y.shape[1:]) if y.dim() else 1
-    return isinstance(case["n"], int) and case["n"] > 100 and per_sample > 1 and y.shape[0] > 0
+    return (
+        isinstance(case["n"], int) and case["n"] > 100 and per_sample_size(y) > 1 and y.shape[0] > 0
+    )
 
 
 @settings(
@@ -136,6 +165,7 @@ def check(case: dict) -> None:
             result = call(case, x, y)
     except (TypeError, ValueError, RuntimeError) as err:
         assert str(err), f"empty message for {case}"
+        assert not valid(case, x, y), f"correct usage raised {err!r} for {case}"
         OUTCOMES[type(err).__name__] += 1
         return
     assert isinstance(result, torch.Tensor)
