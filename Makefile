@@ -32,6 +32,10 @@ PY := $(VENV)/bin/python
 export VIRTUAL_ENV := $(VENV)
 export PATH := $(VENV)/bin:$(PATH)
 export LIBTORCH_USE_PYTORCH := 1
+# What maturin tells pyo3's build script about the interpreter. cargo's own runs (clippy, the Rust
+# tests) pass the same, or cargo would rebuild pyo3 and its dependents after every wheel build.
+PYO3_ENV = PYO3_PYTHON=$(PY) PYO3_ENVIRONMENT_SIGNATURE=$$($(PY) -c \
+	'import sys; print("cpython-%d.%d-64bit" % sys.version_info[:2])')
 
 .PHONY: help
 help:  ## Show this help
@@ -52,7 +56,7 @@ ifneq ($(TORCH),$(DEFAULT_TORCH))
 	rm -rf $(SRC) && mkdir -p $(SRC)
 	git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -t $(SRC)
 	cp locks/Cargo-torch$(TORCH).lock $(SRC)/Cargo.lock
-	sed -i 's/^\(tch\|pyo3-tch\) = "=.*"/\1 = "=$(TCH)"/' $(SRC)/Cargo.toml
+	sed -i 's/^\(tch\|pyo3-tch\|torch-sys\) = "=.*"/\1 = "=$(TCH)"/' $(SRC)/Cargo.toml
 	sed -i 's/^JACOBIAN_TORCH_VERSION = .*/JACOBIAN_TORCH_VERSION = "$(TORCH)"/' $(SRC)/.cargo/config.toml
 	sed -i 's/"torch==$(DEFAULT_TORCH)"/"torch==$(TORCH)"/' $(SRC)/pyproject.toml
 	sed -i 's/^REQUIRED_TORCH = .*/REQUIRED_TORCH = "$(TORCH)"/' $(SRC)/python/jacobian/_torch_pin.py
@@ -68,7 +72,8 @@ install: wheel  ## Install the wheel into the venv (what the tests and examples 
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --force-reinstall $(DIST)/jacobian_reg-*.whl
 
 .PHONY: test
-test: install  ## Run the whole test suite against the installed wheel
+test: install  ## Run the whole test suite: the Rust tests, then pytest against the installed wheel
+	cd $(SRC) && $(PYO3_ENV) cargo test --release --locked -- --test-threads=1
 	$(PY) -m pytest
 
 .PHONY: example
@@ -90,7 +95,7 @@ robustness: install  ## Reproduce the paper's robustness claims on the digits: t
 .PHONY: lint
 lint: venv  ## Check formatting (rustfmt, ruff format), clippy -D warnings and ruff
 	cargo fmt --check
-	cargo clippy --release --all-targets -- -D warnings
+	$(PYO3_ENV) cargo clippy --release --all-targets -- -D warnings
 	ruff check python tests examples benchmarks
 	ruff format --check python tests examples benchmarks
 

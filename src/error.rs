@@ -30,7 +30,7 @@ impl Error {
 }
 
 /// libtorch appends a C++ stack trace to its messages; users need only the sentence before it.
-fn first_paragraph(message: &str) -> &str {
+pub fn first_paragraph(message: &str) -> &str {
     let end = ["\nException raised from", "\nframe #"]
         .iter()
         .filter_map(|marker| message.find(marker))

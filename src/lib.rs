@@ -1,11 +1,12 @@
 //! The native module `jacobian._native`: converts Python arguments and runs the regularizers without the GIL.
 
-mod autograd;
-mod checks;
-mod directions;
-mod error;
-mod frobenius;
-mod spectral;
+// Public for the Rust tests in tests/*.rs; Python sees only the functions registered below.
+pub mod autograd;
+pub mod checks;
+pub mod directions;
+pub mod error;
+pub mod frobenius;
+pub mod spectral;
 
 use checks::{check_noise, Projection, Projections, Reduction};
 use error::Error;

@@ -1,0 +1,375 @@
+//! Rust tests of the native core on libtorch alone: closed-form Jacobians, directions and checks.
+//!
+//! `make test` runs them (`cargo test --release`) before the pytest suite. Each model here has a
+//! Jacobian known in closed form, so no Python reference is needed.
+
+use _native::autograd::{gradient, tiny, unit_rows, vector_jacobian_product};
+use _native::checks::{
+    batch_and_size, check_inputs, check_same_batch, Projection, Projections, Reduction,
+};
+use _native::directions::Directions;
+use _native::error::{first_paragraph, Error, Result};
+use _native::frobenius::{frobenius, Options};
+use _native::spectral;
+use tch::{Device, Kind, Tensor};
+
+const F64: (Kind, Device) = (Kind::Double, Device::Cpu);
+
+fn no_interrupt() -> Result<()> {
+    Ok(())
+}
+
+fn options(projections: Projections, projection: Projection, reduction: Reduction) -> Options {
+    Options {
+        projections,
+        projection,
+        reduction,
+        factor: 0.5,
+        create_graph: true,
+    }
+}
+
+/// Largest absolute difference between two tensors of the same shape.
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
+    (a - b).abs().max().double_value(&[])
+}
+
+fn scalar(t: &Tensor) -> f64 {
+    t.double_value(&[])
+}
+
+/// y = tanh(x Wᵀ), so J_b = diag(1 − y_b²) W and ‖J_b‖²_F = Σ_c (1 − y_bc²)² ‖W_c‖².
+struct TanhLayer {
+    x: Tensor,
+    w: Tensor,
+    y: Tensor,
+}
+
+impl TanhLayer {
+    fn new(batch: i64, inputs: i64, outputs: i64, seed: i64) -> Self {
+        tch::manual_seed(seed);
+        let x = Tensor::randn([batch, inputs], F64).set_requires_grad(true);
+        let w = Tensor::randn([outputs, inputs], F64).set_requires_grad(true);
+        let y = x.matmul(&w.tr()).tanh();
+        TanhLayer { x, w, y }
+    }
+
+    /// ‖J_b‖²_F for each sample, from the closed form.
+    fn exact(&self) -> Tensor {
+        tch::no_grad(|| {
+            let slope = (-self.y.square() + 1.0).square();
+            let row_norms = self.w.square().sum_dim_intlist(1, false, Kind::Double);
+            (slope * row_norms).sum_dim_intlist(1, false, Kind::Double)
+        })
+    }
+
+    fn run(&self, options: Options, noise: Option<Tensor>) -> Result<Tensor> {
+        frobenius(
+            &self.x,
+            &self.x.size(),
+            &self.y,
+            &self.y.size(),
+            options,
+            noise,
+            &no_interrupt,
+        )
+    }
+}
+
+#[test]
+fn exact_mode_matches_the_closed_form_for_every_reduction() {
+    let layer = TanhLayer::new(5, 7, 4, 0);
+    let exact = layer.exact();
+    let per_sample = layer
+        .run(
+            options(Projections::Exact, Projection::Sphere, Reduction::None),
+            None,
+        )
+        .unwrap();
+    assert_eq!(per_sample.size(), [5]);
+    assert!(max_abs_diff(&per_sample, &(0.5 * &exact)) < 1e-12);
+    let mean = layer
+        .run(
+            options(Projections::Exact, Projection::Sphere, Reduction::Mean),
+            None,
+        )
+        .unwrap();
+    let sum = layer
+        .run(
+            options(Projections::Exact, Projection::Sphere, Reduction::Sum),
+            None,
+        )
+        .unwrap();
+    assert!((scalar(&mean) - 0.5 * scalar(&exact.mean(Kind::Double))).abs() < 1e-12);
+    assert!((scalar(&sum) - 0.5 * scalar(&exact.sum(Kind::Double))).abs() < 1e-12);
+}
+
+#[test]
+fn orthogonal_directions_with_n_equal_to_c_are_exact() {
+    // n = C orthonormal directions span the output space, so any draw gives the exact value.
+    let layer = TanhLayer::new(6, 5, 3, 1);
+    let exact = layer.exact();
+    for seed in 0..3 {
+        tch::manual_seed(seed);
+        let estimate = layer
+            .run(
+                options(
+                    Projections::Random(3),
+                    Projection::Orthogonal,
+                    Reduction::None,
+                ),
+                None,
+            )
+            .unwrap();
+        assert!(max_abs_diff(&estimate, &(0.5 * &exact)) < 1e-10);
+    }
+}
+
+#[test]
+fn sphere_estimate_is_unbiased() {
+    // One projection's estimate C‖vᵀJ_b‖² has a relative standard deviation of at most √2, so
+    // the mean of n·B = 80,000 independent ones is within 5·√2/√80000 ≈ 2.5% of the exact value
+    // except with a probability below 1e-6.
+    let layer = TanhLayer::new(8, 6, 4, 2);
+    tch::manual_seed(3);
+    let estimate = layer
+        .run(
+            options(
+                Projections::Random(10_000),
+                Projection::Sphere,
+                Reduction::Mean,
+            ),
+            None,
+        )
+        .unwrap();
+    let exact = 0.5 * scalar(&layer.exact().mean(Kind::Double));
+    let relative = (scalar(&estimate) - exact).abs() / exact;
+    assert!(relative < 0.025, "relative error {relative}");
+    // A single projection is not exact: the test above could fail.
+    let one = layer
+        .run(
+            options(Projections::Random(1), Projection::Sphere, Reduction::Mean),
+            None,
+        )
+        .unwrap();
+    assert!((scalar(&one) - exact).abs() > 1e-6);
+}
+
+#[test]
+fn gradient_of_the_regularizer_reaches_the_weights() {
+    // For y = x Wᵀ the Jacobian is W for every sample: R = ½‖W‖²_F, so dR/dW = W.
+    tch::manual_seed(4);
+    let x = Tensor::randn([3, 5], F64).set_requires_grad(true);
+    let w = Tensor::randn([4, 5], F64).set_requires_grad(true);
+    let y = x.matmul(&w.tr());
+    let r = frobenius(
+        &x,
+        &x.size(),
+        &y,
+        &y.size(),
+        options(Projections::Exact, Projection::Sphere, Reduction::Mean),
+        None,
+        &no_interrupt,
+    )
+    .unwrap();
+    assert!((scalar(&r) - 0.5 * scalar(&w.square().sum(Kind::Double))).abs() < 1e-12);
+    let grad = gradient(&r, &w, false).unwrap().expect("R depends on W");
+    assert!(max_abs_diff(&grad, &w) < 1e-12);
+}
+
+#[test]
+fn caller_noise_is_used_as_drawn() {
+    // Noise whose rows are basis vectors turns the estimate into the exact value.
+    let layer = TanhLayer::new(4, 3, 2, 5);
+    let eye = Tensor::eye(2, F64);
+    let noise = Tensor::stack(
+        &[
+            eye.get(0).expand([4, 2], false),
+            eye.get(1).expand([4, 2], false),
+        ],
+        0,
+    );
+    let estimate = layer
+        .run(
+            options(Projections::Random(2), Projection::Sphere, Reduction::None),
+            Some(noise),
+        )
+        .unwrap();
+    assert!(max_abs_diff(&estimate, &(0.5 * layer.exact())) < 1e-12);
+}
+
+#[test]
+fn empty_batch_gives_zero_attached_to_the_graph() {
+    let layer = TanhLayer::new(0, 3, 2, 6);
+    let r = layer
+        .run(
+            options(Projections::Random(1), Projection::Sphere, Reduction::Mean),
+            None,
+        )
+        .unwrap();
+    assert_eq!(scalar(&r), 0.0);
+    assert!(r.requires_grad());
+}
+
+#[test]
+fn spectral_norm_of_a_linear_map_is_its_largest_singular_value() {
+    tch::manual_seed(7);
+    let x = Tensor::randn([3, 6], F64).set_requires_grad(true);
+    let w = Tensor::randn([4, 6], F64);
+    let y = x.matmul(&w.tr());
+    let sigma = spectral::spectral(
+        &x,
+        &x.size(),
+        &y,
+        &y.size(),
+        spectral::Options {
+            iters: 500,
+            tol: 0.0,
+            create_graph: false,
+        },
+        None,
+        &no_interrupt,
+    )
+    .unwrap();
+    // σ_max(W)² is the largest eigenvalue of the symmetric W Wᵀ.
+    let expected = scalar(&w.matmul(&w.tr()).linalg_eigvalsh("L").max()).sqrt();
+    assert_eq!(sigma.size(), [3]);
+    for b in 0..3 {
+        let relative = (sigma.double_value(&[b]) - expected).abs() / expected;
+        assert!(relative < 1e-8, "sample {b}: relative error {relative}");
+    }
+}
+
+#[test]
+fn orthogonal_directions_are_orthonormal_per_sample() {
+    tch::manual_seed(8);
+    let directions = Directions::new(
+        Projection::Orthogonal,
+        3,
+        [4, 6],
+        Kind::Double,
+        Device::Cpu,
+        None,
+    )
+    .unwrap();
+    let q = Tensor::stack(
+        &(0..3)
+            .map(|k| directions.get(k).unwrap())
+            .collect::<Vec<_>>(),
+        2,
+    ); // [B, C, n]
+    let gram = q.transpose(1, 2).matmul(&q);
+    let eye = Tensor::eye(3, F64).expand([4, 3, 3], false);
+    assert!(max_abs_diff(&gram, &eye) < 1e-12);
+}
+
+#[test]
+fn sphere_directions_are_unit_rows_on_the_requested_dtype() {
+    let directions = Directions::new(
+        Projection::Sphere,
+        2,
+        [5, 7],
+        Kind::Float,
+        Device::Cpu,
+        None,
+    )
+    .unwrap();
+    let v = directions.get(1).unwrap();
+    assert_eq!(v.kind(), Kind::Float);
+    let norms = v.norm_scalaropt_dim(2.0, [1i64].as_slice(), false);
+    assert!(max_abs_diff(&norms, &Tensor::ones([5], (Kind::Float, Device::Cpu))) < 1e-6);
+}
+
+#[test]
+fn zero_rows_stay_zero_in_every_precision() {
+    for kind in [Kind::Half, Kind::BFloat16, Kind::Float, Kind::Double] {
+        let rows = Tensor::zeros([2, 3], (kind, Device::Cpu));
+        let unit = unit_rows(&rows).unwrap();
+        assert_eq!(scalar(&unit.abs().sum(Kind::Double)), 0.0, "{kind:?}");
+        assert!(tiny(kind) > 0.0);
+        // The clamp must be representable: tiny rounds to a positive number in the kind itself.
+        let clamp = Tensor::full([1], tiny(kind), (kind, Device::Cpu));
+        assert!(clamp.double_value(&[0]) > 0.0, "{kind:?}");
+    }
+}
+
+#[test]
+fn a_root_without_a_graph_is_refused_instead_of_crashing_the_engine() {
+    let x = Tensor::ones([2], F64).set_requires_grad(true);
+    let constant = Tensor::ones([], F64);
+    assert!(gradient(&constant, &x, false).unwrap().is_none());
+    match vector_jacobian_product(&constant, &x, false) {
+        Err(Error::Runtime(message)) => assert!(message.contains("inference_mode"), "{message}"),
+        other => panic!("expected a RuntimeError, got {other:?}"),
+    }
+}
+
+#[test]
+fn output_not_computed_from_x_is_a_runtime_error() {
+    let x = Tensor::ones([2, 3], F64).set_requires_grad(true);
+    let other = Tensor::ones([2, 3], F64).set_requires_grad(true);
+    let y = other.square();
+    let result = frobenius(
+        &x,
+        &x.size(),
+        &y,
+        &y.size(),
+        options(Projections::Exact, Projection::Sphere, Reduction::Mean),
+        None,
+        &no_interrupt,
+    );
+    match result {
+        Err(Error::Runtime(message)) => assert!(message.contains("does not depend on x")),
+        other => panic!("expected a RuntimeError, got {other:?}"),
+    }
+}
+
+#[test]
+fn bad_inputs_get_the_exception_type_pytorch_would_raise() {
+    let x = Tensor::ones([2, 3], F64).set_requires_grad(true);
+    let integers = Tensor::ones([2, 3], (Kind::Int64, Device::Cpu));
+    assert!(
+        matches!(check_inputs(&x, &integers), Err(Error::Type(m)) if m.contains("torch.int64"))
+    );
+    let scalar_y = x.sum(Kind::Double);
+    assert!(matches!(check_inputs(&x, &scalar_y), Err(Error::Value(m)) if m.contains("0-d")));
+    let detached = x.detach();
+    assert!(
+        matches!(check_inputs(&detached, &x.square()), Err(Error::Runtime(m)) if m.contains("requires_grad = True"))
+    );
+    assert!(matches!(batch_and_size(&[]), Err(Error::Value(_))));
+    assert_eq!(batch_and_size(&[3, 2, 5]).unwrap(), (3, 10));
+    assert!(
+        matches!(check_same_batch(&[4, 2], 3, "reduction=\"none\""), Err(Error::Value(m)) if m.contains("batch 4"))
+    );
+    assert!(matches!(Projections::from_n(0), Err(Error::Value(m)) if m.contains("n=0")));
+    assert_eq!(Projections::from_n(-1).unwrap(), Projections::Exact);
+    assert_eq!(Projections::from_n(3).unwrap(), Projections::Random(3));
+    assert!(matches!(Projection::parse("haar"), Err(Error::Value(_))));
+    assert!(matches!(Reduction::parse("avg"), Err(Error::Value(_))));
+}
+
+#[test]
+fn orthogonal_with_more_directions_than_outputs_is_a_value_error() {
+    let layer = TanhLayer::new(2, 3, 2, 9);
+    let result = layer.run(
+        options(
+            Projections::Random(3),
+            Projection::Orthogonal,
+            Reduction::Mean,
+        ),
+        None,
+    );
+    assert!(matches!(result, Err(Error::Value(m)) if m.contains("n <= 2")));
+}
+
+#[test]
+fn libtorch_backtraces_are_cut_from_messages() {
+    let message = "Expected all tensors to be on the same device\nException raised from \
+                   compute_types at aten/src/ATen/TensorIterator.cpp:42\nframe #0: c10::Error";
+    assert_eq!(
+        first_paragraph(message),
+        "Expected all tensors to be on the same device"
+    );
+    assert_eq!(first_paragraph("plain message"), "plain message");
+}
