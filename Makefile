@@ -103,6 +103,14 @@ lint: venv  ## Check formatting (rustfmt, ruff format), clippy -D warnings and r
 stubtest: install  ## Check the hand-written .pyi against the installed native module
 	$(PY) -m mypy.stubtest jacobian._native
 
+# The torch release of the GPU machine (scripts/gpu_check.sh), which has no package registry.
+GPU_TORCH ?= 2.11.0
+
+.PHONY: gpu-bundle
+gpu-bundle:  ## Put a wheel for GPU_TORCH into .gpu/, to carry with scripts/gpu_check.sh
+	env -u CARGO_TARGET_DIR -u VIRTUAL_ENV $(MAKE) --no-print-directory TORCH=$(GPU_TORCH) wheel
+	rm -rf .gpu && mkdir -p .gpu && cp dist/torch$(GPU_TORCH)/jacobian_reg-*.whl .gpu/
+
 .PHONY: format
 format: venv  ## Format Rust and Python sources in place
 	cargo fmt

@@ -28,6 +28,9 @@ def test_cuda_step_makes_no_host_round_trip():
     # Any synchronising call (a host-to-device copy of a CPU draw, .item(), ...) raises here.
     torch.cuda.set_sync_debug_mode("error")
     try:
+        # The mode must be armed, or this test could not fail.
+        with pytest.raises(RuntimeError, match="synchroniz"):
+            y.sum().item()
         # Orthogonal projections are left out: cuSOLVER's QR may synchronise on its own.
         r = JacobianReg(n=3)(x, y) + jacobian_norm(x, y, n=-1).sum()
         r = r + JacobianSpectralReg(iters=3, tol=0.0)(x, y)
@@ -66,6 +69,8 @@ def test_second_gpu_keeps_everything_on_it():
         atol=1e-6,
     )
     r.backward()
+    with pytest.raises(ValueError, match="generator is for device cuda:0 but y is on cuda:1"):
+        JacobianReg(generator=torch.Generator(device="cuda:0"))(x, model(x))
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
@@ -103,3 +108,21 @@ def test_cuda_agrees_with_cpu_for_every_api():
         rtol=1e-6,
         atol=0,
     )
+
+
+def test_cuda_autocast_float16_training_step():
+    torch.manual_seed(0)
+    model = MLP(inputs=12, hidden=32, classes=10).cuda()
+    x = torch.randn(16, 12, device="cuda", requires_grad=True)
+    exact32 = JacobianReg(n=-1)(x, model(x))
+    scaler = torch.amp.GradScaler("cuda")
+    with torch.autocast("cuda", dtype=torch.float16):
+        y = model(x)
+        assert y.dtype == torch.float16
+        low = JacobianReg(n=-1)(x, y)
+    assert low.dtype == torch.float32
+    # float16 keeps 11 bits of mantissa; the squared norm is summed in float32.
+    torch.testing.assert_close(low, exact32, rtol=0.01, atol=0)
+    scaler.scale(y.float().pow(2).mean() + low).backward()
+    grads = [p.grad for p in model.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
