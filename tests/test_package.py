@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from importlib import metadata
 from pathlib import Path
 
@@ -68,3 +71,46 @@ def test_other_torch_release_raises_import_error():
     expected = rf"built against torch {pinned}, but torch {re.escape(other)}\+cpu is installed.*"
     with pytest.raises(ImportError, match=expected + rf"pip install torch=={pinned}"):
         check_torch_version(f"{other}+cpu")
+
+
+def other_release_wheels() -> list[Path]:
+    """Wheels this checkout built for other torch releases (`make TORCH=... wheel`)."""
+    return [
+        wheel
+        for folder in sorted((ROOT / "dist").glob("torch*"))
+        if folder.name != f"torch{REQUIRED_TORCH}"
+        for wheel in folder.glob("jacobian_reg-*.whl")
+    ]
+
+
+@pytest.mark.skipif(
+    not other_release_wheels(),
+    reason="no wheel for another torch release in dist/ (CI builds both: the second run has one)",
+)
+@pytest.mark.parametrize("wheel", other_release_wheels(), ids=lambda w: w.parent.name)
+def test_wheel_for_another_release_raises_import_error_not_a_crash(wheel, tmp_path):
+    # Install the other release's wheel beside this torch, where it shadows ours, and import it.
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-index", "--no-deps",
+         "--disable-pip-version-check", "--target", str(tmp_path), str(wheel)],
+        check=True,
+    )  # fmt: skip
+    script = (
+        "import torch\n"
+        "try:\n"
+        "    import jacobian\n"
+        "except ImportError as err:\n"
+        "    print(err)\n"
+        "    raise SystemExit(0)\n"
+        "raise SystemExit(3)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    built_for = wheel.parent.name.removeprefix("torch")
+    assert f"built against torch {built_for}, but torch {torch.__version__} is installed" in (
+        result.stdout
+    )
+    assert f"pip install torch=={built_for}" in result.stdout
