@@ -239,6 +239,14 @@ def test_repr_shows_options():
         "JacobianReg(n=3, reduction='sum', projection='orthogonal')"
     )
     assert "iters=5" in repr(JacobianSpectralReg(iters=5))
+    # The generator's state would not fit a repr; which device it draws on does.
+    generator = torch.Generator()
+    assert repr(JacobianReg(n=2, generator=generator)) == (
+        "JacobianReg(n=2, generator=<torch.Generator on cpu>)"
+    )
+    assert repr(JacobianSpectralReg(generator=generator)).endswith(
+        "generator=<torch.Generator on cpu>)"
+    )
 
 
 @pytest.mark.parametrize("op", [torch.sign, torch.round], ids=["sign", "round"])

@@ -96,4 +96,6 @@ class JacobianReg(nn.Module):
             options.append(f"reduction={self.reduction!r}")
         if self.projection != "sphere":
             options.append(f"projection={self.projection!r}")
+        if self.generator is not None:
+            options.append(f"generator=<torch.Generator on {self.generator.device}>")
         return ", ".join(options)

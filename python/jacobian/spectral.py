@@ -69,4 +69,7 @@ class JacobianSpectralReg(nn.Module):
 
     def extra_repr(self) -> str:
         """Shows the options in the module's repr."""
-        return f"iters={self.iters}, tol={self.tol}, reduction={self.reduction!r}"
+        options = f"iters={self.iters}, tol={self.tol}, reduction={self.reduction!r}"
+        if self.generator is not None:
+            options += f", generator=<torch.Generator on {self.generator.device}>"
+        return options
