@@ -6,6 +6,14 @@ import pytest
 import torch
 from torch import nn
 
+if torch.cuda.is_available():
+    # CUDA's defaults trade precision for speed: TF32 convolutions (about 1e-3 relative) and
+    # nondeterministic cuDNN algorithms would break comparisons at rtol 1e-5 or atol 0.
+    torch.backends.cudnn.conv.fp32_precision = "ieee"
+    torch.backends.cuda.matmul.fp32_precision = "ieee"
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+
 
 def available_devices() -> list[str]:
     """CPU always; CUDA when present (its tests are skipped, not failed, without a GPU)."""

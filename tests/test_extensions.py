@@ -21,7 +21,8 @@ def per_sample_jacobians(model: torch.nn.Module, x: torch.Tensor) -> torch.Tenso
 def mlp_batch(device):
     torch.manual_seed(0)
     model = MLP(inputs=12, hidden=16, classes=10).double().to(device)
-    x = torch.randn(6, 12, dtype=torch.float64, device=device, requires_grad=True)
+    # Drawn on the CPU and moved, so every device gets the inputs the CPU cases were tuned on.
+    x = torch.randn(6, 12, dtype=torch.float64).to(device).requires_grad_()
     return model, x
 
 
