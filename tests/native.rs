@@ -29,6 +29,11 @@ fn options(projections: Projections, projection: Projection, reduction: Reductio
     }
 }
 
+/// The Frobenius estimate for y's Jacobian with respect to x, called as the Python boundary does.
+fn estimate(x: &Tensor, y: &Tensor, options: Options, noise: Option<Tensor>) -> Result<Tensor> {
+    frobenius(x, &x.size(), y, &y.size(), options, noise, &no_interrupt)
+}
+
 /// Largest absolute difference between two tensors of the same shape.
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
     (a - b).abs().max().double_value(&[])
@@ -64,15 +69,7 @@ impl TanhLayer {
     }
 
     fn run(&self, options: Options, noise: Option<Tensor>) -> Result<Tensor> {
-        frobenius(
-            &self.x,
-            &self.x.size(),
-            &self.y,
-            &self.y.size(),
-            options,
-            noise,
-            &no_interrupt,
-        )
+        estimate(&self.x, &self.y, options, noise)
     }
 }
 
@@ -127,9 +124,11 @@ fn orthogonal_directions_with_n_equal_to_c_are_exact() {
 
 #[test]
 fn sphere_estimate_is_unbiased() {
-    // One projection's estimate C‖vᵀJ_b‖² has a relative standard deviation of at most √2, so
-    // the mean of n·B = 80,000 independent ones is within 5·√2/√80000 ≈ 2.5% of the exact value
-    // except with a probability below 1e-6.
+    // For v uniform on the unit sphere of R^C and A = J_b J_bᵀ, Var(C·vᵀAv) =
+    // 2C/(C+2)·(tr A² − (tr A)²/C) ≤ 2(C−1)/(C+2)·(tr A)²: a relative standard deviation of at
+    // most 1 for C = 4, and summing over samples adds no relative noise. With n = 10,000 the
+    // estimate's is at most 1%, so it lies within 5% of the exact value (5 standard deviations)
+    // except with a probability below 1e-6; a wrong scale (C−1 for C, a lost ½) is off by 25%+.
     let layer = TanhLayer::new(8, 6, 4, 2);
     tch::manual_seed(3);
     let estimate = layer
@@ -144,7 +143,7 @@ fn sphere_estimate_is_unbiased() {
         .unwrap();
     let exact = 0.5 * scalar(&layer.exact().mean(Kind::Double));
     let relative = (scalar(&estimate) - exact).abs() / exact;
-    assert!(relative < 0.025, "relative error {relative}");
+    assert!(relative < 0.05, "relative error {relative}");
     // A single projection is not exact: the test above could fail.
     let one = layer
         .run(
@@ -162,14 +161,11 @@ fn gradient_of_the_regularizer_reaches_the_weights() {
     let x = Tensor::randn([3, 5], F64).set_requires_grad(true);
     let w = Tensor::randn([4, 5], F64).set_requires_grad(true);
     let y = x.matmul(&w.tr());
-    let r = frobenius(
+    let r = estimate(
         &x,
-        &x.size(),
         &y,
-        &y.size(),
         options(Projections::Exact, Projection::Sphere, Reduction::Mean),
         None,
-        &no_interrupt,
     )
     .unwrap();
     assert!((scalar(&r) - 0.5 * scalar(&w.square().sum(Kind::Double))).abs() < 1e-12);
@@ -309,14 +305,11 @@ fn output_not_computed_from_x_is_a_runtime_error() {
     let x = Tensor::ones([2, 3], F64).set_requires_grad(true);
     let other = Tensor::ones([2, 3], F64).set_requires_grad(true);
     let y = other.square();
-    let result = frobenius(
+    let result = estimate(
         &x,
-        &x.size(),
         &y,
-        &y.size(),
         options(Projections::Exact, Projection::Sphere, Reduction::Mean),
         None,
-        &no_interrupt,
     );
     match result {
         Err(Error::Runtime(message)) => assert!(message.contains("does not depend on x")),
