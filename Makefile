@@ -34,6 +34,8 @@ export PATH := $(VENV)/bin:$(PATH)
 export LIBTORCH_USE_PYTORCH := 1
 # What maturin tells pyo3's build script about the interpreter. cargo's own runs (clippy, the Rust
 # tests) pass the same, or cargo would rebuild pyo3 and its dependents after every wheel build.
+# This mirrors maturin's format ({implementation}-{major}.{minor}-{bits}bit); if maturin changes
+# it, the only cost is those rebuilds again.
 PYO3_ENV = PYO3_PYTHON=$(PY) PYO3_ENVIRONMENT_SIGNATURE=$$($(PY) -c \
 	'import sys; print("cpython-%d.%d-64bit" % sys.version_info[:2])')
 
@@ -108,7 +110,7 @@ GPU_TORCH ?= 2.11.0
 
 .PHONY: gpu-bundle
 gpu-bundle:  ## Put a wheel for GPU_TORCH into .gpu/, to carry with scripts/gpu_check.sh
-	env -u CARGO_TARGET_DIR -u VIRTUAL_ENV $(MAKE) --no-print-directory TORCH=$(GPU_TORCH) wheel
+	env -u CARGO_TARGET_DIR $(MAKE) --no-print-directory TORCH=$(GPU_TORCH) wheel
 	rm -rf .gpu && mkdir -p .gpu && cp dist/torch$(GPU_TORCH)/jacobian_reg-*.whl .gpu/
 
 .PHONY: format

@@ -6,7 +6,8 @@
 # the benchmark's JSON/Markdown and a summary go to $OUT (default /tmp/gpu-check): 7 files in one
 # folder. Every step runs under its own time limit and the script goes on after a failing step,
 # so one call answers everything; the exit status is that of the first failing step. The limits
-# add up to 540 s, inside one 600 s device command; a typical run takes about 5 minutes.
+# (the header's 60 s included) add up to 560 s, inside one 600 s device command; a typical run
+# takes 3 to 5 minutes. The machine must have pytest, pytest-timeout and hypothesis.
 # BENCH_ARGS goes to the benchmark (default --no-memory: the memory children take 2-3 minutes).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -32,7 +33,7 @@ step() {  # step NAME SECONDS LOG COMMAND...: run COMMAND, record its outcome in
     if command -v nvidia-smi >/dev/null; then
         nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
     fi
-    "$PYTHON" - <<'PY'
+    timeout 60 "$PYTHON" - <<'PY'
 import platform, sys, torch
 print("python", platform.python_version(), "torch", torch.__version__, "cuda", torch.version.cuda)
 print("devices", torch.cuda.device_count(),
@@ -58,10 +59,10 @@ fi
 
 # The CUDA cases first: the reason this script exists. -rs lists why anything was skipped;
 # --timeout makes a hung test (a deadlock, say) fail alone instead of taking the step's summary.
-step cuda 130 cuda.log "$PYTHON" -m pytest -p no:cacheprovider -rs -v --timeout=60 -k cuda tests
+step cuda 120 cuda.log "$PYTHON" -m pytest -p no:cacheprovider -rs -v --timeout=60 -k cuda tests
 # shellcheck disable=SC2086  # BENCH_ARGS is a list of arguments
-step bench 170 bench.log "$PYTHON" -m benchmarks --out "$OUT" ${BENCH_ARGS---no-memory}
+step bench 160 bench.log "$PYTHON" -m benchmarks --out "$OUT" ${BENCH_ARGS---no-memory}
 # The rest of the suite on this machine's torch and Python (the 2000-example fuzz left out).
-step suite 200 suite.log "$PYTHON" -m pytest -p no:cacheprovider -q --timeout=120 \
+step suite 180 suite.log "$PYTHON" -m pytest -p no:cacheprovider -q --timeout=120 \
     -m "not slow" -k "not cuda" tests
 exit "$status"

@@ -42,14 +42,6 @@ pub fn frobenius(
     if per_sample_out {
         check_same_batch(x_shape, batch, "reduction=\"none\"")?;
     }
-    if batch == 0 || per_sample == 0 {
-        let zeros = attached_zeros(y, batch, per_sample)?;
-        return Ok(if per_sample_out {
-            zeros
-        } else {
-            zeros.f_sum(None)?
-        });
-    }
     if let (Projection::Orthogonal, Projections::Random(n)) =
         (options.projection, options.projections)
     {
@@ -59,6 +51,15 @@ pub fn frobenius(
                  per sample, but n={n}; use n <= {per_sample}, or n=-1 for the exact value"
             )));
         }
+    }
+    // After the option checks, so misuse raises whatever the batch holds.
+    if batch == 0 || per_sample == 0 {
+        let zeros = attached_zeros(y, batch, per_sample)?;
+        return Ok(if per_sample_out {
+            zeros
+        } else {
+            zeros.f_sum(None)?
+        });
     }
     let count = match options.projections {
         Projections::Exact => per_sample,

@@ -129,12 +129,13 @@ def valid(case: dict, x: torch.Tensor, y: torch.Tensor) -> bool:
         n_ok = True
     return (
         n_ok
-        and case["mode"] == "grad"
+        # Under no_grad the value is computed for logging; inference mode forbids backward passes.
+        and case["mode"] in ("grad", "no_grad")
         and x.dtype in FLOATS
         and x.requires_grad
         and y.dtype in FLOATS
         and y.dim() > 0
-        and (api == "norm" or case["reduction"] != "avg")
+        and (api in ("norm", "spectral") or case["reduction"] != "avg")
     )
 
 
@@ -169,6 +170,7 @@ def check(case: dict) -> None:
         OUTCOMES[type(err).__name__] += 1
         return
     assert isinstance(result, torch.Tensor)
+    assert valid(case, x, y), f"misuse returned {result!r} instead of raising for {case}"
     reference_ready = (
         case["mode"] == "grad"
         and case["api"] == "reg"

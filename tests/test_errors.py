@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from conftest import MLP
-from jacobian import JacobianReg, _native, jacobian_norm, spectral_norm
+from jacobian import JacobianReg, JacobianSpectralReg, _native, jacobian_norm, spectral_norm
 
 
 @pytest.mark.parametrize(
@@ -170,3 +170,17 @@ def test_called_under_inference_mode_raises_instead_of_crashing(batch):
             spectral_norm(x, y)
     with torch.no_grad():
         assert torch.isfinite(JacobianReg()(x, y))
+
+
+def test_misuse_raises_on_an_empty_batch_too(batch):
+    # An empty batch returns 0 early; misuse must still fail as it would on a full batch.
+    model, x = batch
+    empty = x[:0]
+    y = model(empty)
+    with torch.inference_mode():
+        for call in (JacobianReg(), jacobian_norm, spectral_norm, JacobianSpectralReg()):
+            with pytest.raises(RuntimeError, match=r"inference_mode"):
+                call(empty, y)
+    with pytest.raises(ValueError, match=r"at most C=5 orthonormal directions"):
+        JacobianReg(n=6, projection="orthogonal")(empty, y)
+    assert JacobianReg(n=5, projection="orthogonal")(empty, y).item() == 0.0

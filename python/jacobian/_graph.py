@@ -1,8 +1,25 @@
-"""Checks of the autograd graph that only Python can see (its nodes' types)."""
+"""Checks of the autograd state that only Python can see: inference mode, compiled graph nodes."""
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
+
+
+def check_not_inference_mode() -> None:
+    """Raises RuntimeError under ``torch.inference_mode()``.
+
+    Every computation here runs backward passes, which inference mode forbids; checked up front
+    so that an empty batch fails like any other instead of returning an inference tensor.
+
+    Raises:
+        RuntimeError: Inference mode is on.
+    """
+    if torch.is_inference_mode_enabled():
+        raise RuntimeError(
+            "the regularizer cannot record its backward passes under torch.inference_mode(); "
+            "use torch.no_grad() for evaluation and logging instead"
+        )
 
 
 def check_not_compiled(

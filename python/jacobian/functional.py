@@ -7,7 +7,7 @@ from torch import Tensor
 
 from jacobian import _native
 from jacobian._draws import check_generator, gaussian_noise
-from jacobian._graph import check_not_compiled
+from jacobian._graph import check_not_compiled, check_not_inference_mode
 
 
 def jacobian_norm(
@@ -41,6 +41,7 @@ def jacobian_norm(
         RuntimeError: ``x`` does not require grad or ``y`` is not computed from it.
     """
     n = _native.check_options(n, projection, "none")
+    check_not_inference_mode()
     noise = gaussian_noise(check_generator(generator), y, (n,)) if n != -1 else None
     create_graph = torch.is_grad_enabled()
     if create_graph:
@@ -80,6 +81,8 @@ def spectral_norm(
         ValueError: ``iters`` < 1, a bad ``tol``, or ``x`` and ``y`` of different batch sizes.
         RuntimeError: ``x`` does not require grad or ``y`` is not computed from it.
     """
+    _native.check_spectral_options(iters, tol)
+    check_not_inference_mode()
     noise = gaussian_noise(check_generator(generator), y, ())
     # Power iteration differentiates the backward pass even without gradients.
     check_not_compiled(y, "the spectral norm's power iteration", no_grad_helps=False)

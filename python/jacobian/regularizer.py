@@ -7,7 +7,7 @@ from torch import Tensor, nn
 
 from jacobian import _native
 from jacobian._draws import check_generator, gaussian_noise
-from jacobian._graph import check_not_compiled
+from jacobian._graph import check_not_compiled, check_not_inference_mode
 
 
 class JacobianReg(nn.Module):
@@ -79,6 +79,7 @@ class JacobianReg(nn.Module):
                 graph was freed, the two are on different devices, or ``y`` comes from a
                 torch.compile'd model while gradients are enabled (double backward).
         """
+        check_not_inference_mode()
         noise = None
         if self.generator is not None and self.n != -1:
             noise = gaussian_noise(self.generator, y, (self.n,))
