@@ -10,6 +10,7 @@ import torch
 from conftest import MLP, Cube
 from jacobian import JacobianReg, JacobianSpectralReg, jacobian_norm, spectral_norm
 from reference import reference_reg
+from torch.profiler import ProfilerActivity, profile
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 
@@ -39,6 +40,25 @@ def test_cuda_step_makes_no_host_round_trip():
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert r.device.type == "cuda"
+
+
+def test_cuda_step_copies_nothing_from_the_host():
+    # The sync debug mode above misses asynchronous copies; the profiler sees every one.
+    model, x = batch_on("cuda")
+    reg = JacobianReg(n=3)
+    reg(x, model(x)).backward()  # warm-up: cuBLAS handles and the allocator's first blocks
+    torch.cuda.synchronize()
+    activities = [ProfilerActivity.CPU, ProfilerActivity.CUDA]
+    with profile(activities=activities, acc_events=True) as prof:
+        y = model(x)
+        sigma = spectral_norm(x, y, iters=3, tol=0.0)
+        (reg(x, y) + jacobian_norm(x, y, n=-1).sum() + sigma.sum()).backward()
+        torch.cuda.synchronize()
+    events = prof.events()
+    kernels = [e for e in events if e.device_type == torch.autograd.DeviceType.CUDA]
+    assert kernels, "the profiler saw no CUDA activity, so it could not have seen a copy either"
+    copies = sorted({e.name for e in events if "HtoD" in e.name})
+    assert not copies, f"host-to-device copies during the step: {copies}"
 
 
 def test_cuda_draws_follow_the_cuda_generator():
