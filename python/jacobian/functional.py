@@ -38,7 +38,8 @@ def jacobian_norm(
     Raises:
         TypeError: An argument has the wrong type.
         ValueError: A bad option, a 0-d ``y``, or ``x`` and ``y`` of different batch sizes.
-        RuntimeError: ``x`` does not require grad or ``y`` is not computed from it.
+        RuntimeError: ``x`` does not require grad, ``y`` is not computed from it, or the call is
+            made under ``torch.inference_mode()``.
     """
     n = _native.check_options(n, projection, "none")
     check_not_inference_mode()
@@ -79,7 +80,8 @@ def spectral_norm(
     Raises:
         TypeError: An argument has the wrong type.
         ValueError: ``iters`` < 1, a bad ``tol``, or ``x`` and ``y`` of different batch sizes.
-        RuntimeError: ``x`` does not require grad or ``y`` is not computed from it.
+        RuntimeError: ``x`` does not require grad, ``y`` is not computed from it, or the call is
+            made under ``torch.inference_mode()``.
     """
     _native.check_spectral_options(iters, tol)
     check_not_inference_mode()

@@ -76,8 +76,9 @@ class JacobianReg(nn.Module):
             TypeError: ``x`` or ``y`` is not a real floating-point, strided torch.Tensor.
             ValueError: ``y`` is 0-d, or ``n`` exceeds C with orthogonal projections.
             RuntimeError: ``x`` does not require grad, ``y`` does not depend on ``x`` or its
-                graph was freed, the two are on different devices, or ``y`` comes from a
-                torch.compile'd model while gradients are enabled (double backward).
+                graph was freed, the two are on different devices, ``y`` comes from a
+                torch.compile'd model while gradients are enabled (double backward), or the call
+                is made under ``torch.inference_mode()``.
         """
         check_not_inference_mode()
         noise = None

@@ -55,6 +55,13 @@ class JacobianSpectralReg(nn.Module):
 
         Returns:
             A 0-d tensor, or per-sample values [B] with ``reduction="none"``.
+
+        Raises:
+            TypeError: ``x`` or ``y`` is not a real floating-point, strided torch.Tensor.
+            ValueError: ``x`` and ``y`` have different batch sizes, or ``y`` is 0-d.
+            RuntimeError: ``x`` does not require grad, ``y`` is not computed from it, ``y``
+                comes from a torch.compile'd model, or the call is made under
+                ``torch.inference_mode()``.
         """
         half_squares = (
             0.5
