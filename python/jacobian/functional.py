@@ -83,7 +83,6 @@ def spectral_norm(
         RuntimeError: ``x`` does not require grad, ``y`` is not computed from it, or the call is
             made under ``torch.inference_mode()``.
     """
-    _native.check_spectral_options(iters, tol)
     check_not_inference_mode()
     noise = gaussian_noise(check_generator(generator), y, ())
     # Power iteration differentiates the backward pass even without gradients.
