@@ -73,6 +73,10 @@ wheel: venv source  ## Build the release wheel into dist/torch<TORCH>/
 install: wheel  ## Install the wheel into the venv (what the tests and examples use)
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --force-reinstall $(DIST)/jacobian_reg-*.whl
 
+.PHONY: dev
+dev: venv source  ## Edit-test loop: build and install editable into the venv (then run pytest)
+	cd $(SRC) && maturin develop --release --locked
+
 .PHONY: test
 test: install  ## Run the whole test suite: the Rust tests, then pytest against the installed wheel
 	cd $(SRC) && $(PYO3_ENV) cargo test --release --locked -- --test-threads=1
@@ -83,23 +87,27 @@ example: install  ## Train the MNIST example's MLP on the bundled handwritten di
 	$(PY) examples/mnist.py
 
 .PHONY: bench
-bench: install  ## Time training steps: ours against the pure-PyTorch reference (not part of test)
+bench: install  ## Time training steps against the pure-PyTorch reference; writes docs/performance.md
 	$(PY) -m benchmarks
 
 .PHONY: variance
-variance: install  ## Measure the variance of the sphere and orthogonal estimators (figure)
+variance: install  ## Measure the variance of the sphere and orthogonal estimators (figure, page)
 	$(PY) -m benchmarks.variance
 
+.PHONY: reliability
+reliability: install  ## Fuzz 2000 examples and measure leaks; writes docs/reliability.md
+	$(PY) -m benchmarks.reliability
+
 .PHONY: robustness
-robustness: install  ## Reproduce the paper's robustness claims on the digits: table, JSON, figures
-	$(PY) examples/robustness.py --out docs/figures
+robustness: install  ## Reproduce the paper's robustness claims on the digits: JSON, figures, page
+	$(PY) -m experiments --out docs/figures --page docs/robustness.md
 
 .PHONY: lint
 lint: venv  ## Check formatting (rustfmt, ruff format), clippy -D warnings and ruff
 	cargo fmt --check
 	$(PYO3_ENV) cargo clippy --release --all-targets -- -D warnings
-	ruff check python tests examples benchmarks
-	ruff format --check python tests examples benchmarks
+	ruff check python experiments tests examples benchmarks
+	ruff format --check python experiments tests examples benchmarks
 
 .PHONY: stubtest
 stubtest: install  ## Check the hand-written .pyi against the installed native module
@@ -116,8 +124,8 @@ gpu-bundle:  ## Put a wheel for GPU_TORCH into .gpu/, to carry with scripts/gpu_
 .PHONY: format
 format: venv  ## Format Rust and Python sources in place
 	cargo fmt
-	ruff format python tests examples benchmarks
-	ruff check --fix python tests examples benchmarks
+	ruff format python experiments tests examples benchmarks
+	ruff check --fix python experiments tests examples benchmarks
 
 .PHONY: clean
 clean:  ## Remove build outputs of this checkout (the shared cache stays)

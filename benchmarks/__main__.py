@@ -21,6 +21,7 @@ from pathlib import Path
 import jacobian
 import torch
 
+from benchmarks import page
 from benchmarks.models import CONFIGS
 from benchmarks.steps import VARIANTS, bare_call, evaluation_step, training_step
 from benchmarks.timing import interleaved, ratio_summary
@@ -162,67 +163,15 @@ def machine(device: torch.device) -> str:
     return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}"
 
 
-def markdown(result: dict) -> str:
-    """The results as a Markdown table, for the README."""
-    lines = [
-        f"Machine: {result['machine']}.",
-        "",
-        "| configuration | threads | plain ms | reference ms | ours ms | ours/reference "
-        "median [min-max] | ours/plain |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for row in result["steps"]:
-        r, p = row["ours_over_reference"], row["ours_over_plain"]
-        lines.append(
-            f"| {row['config']} | {row['threads']} | {row['ms']['plain']:.3f} | "
-            f"{row['ms']['reference']:.3f} | {row['ms']['ours']:.3f} | "
-            f"{r['median']:.3f} [{r['min']:.3f}-{r['max']:.3f}] | {p['median']:.2f} |"
-        )
-    lines += [
-        "",
-        f"Geometric mean of ours/reference: **{result['geomean_ours_over_reference']:.3f}** "
-        f"(worst configuration {result['worst_ours_over_reference']:.3f}).",
-        "",
-        "| exact norm under `no_grad` | reference ms | ours ms | speed-up |",
-        "|---|---|---|---|",
-    ]
-    for row in result["evaluation"]:
-        s = row["reference_over_ours"]
-        lines.append(
-            f"| {row['config']} | {row['ms']['reference']:.3f} | {row['ms']['ours']:.3f} | "
-            f"{s['median']:.2f}x [{s['min']:.2f}-{s['max']:.2f}] |"
-        )
-    o = result["overhead"]
-    lines += [
-        "",
-        f"Tiny model (8-16-4, B=8, n=1), one call: ours {o['us']['ours']:.1f} us, the bare "
-        f"pure-PyTorch autograd work {o['us']['bare']:.1f} us (difference "
-        f"{o['ours_minus_bare_us']:+.1f} us); wrapper and FFI on an empty batch "
-        f"{o['boundary_us']:+.1f} us.",
-    ]
-    if result.get("memory"):
-        lines += [
-            "",
-            "| peak tensor memory of a step (MiB) | plain | reference | ours |",
-            "|---|---|---|---|",
-        ]
-        for row in result["memory"]:
-            m = row["peak_mib"]
-            lines.append(
-                f"| {row['config']} | {m['plain']:.1f} | {m['reference']:.1f} | {m['ours']:.1f} |"
-            )
-    return "\n".join(lines) + "\n"
-
-
 def main(argv: list[str] | None = None) -> dict:
-    """Runs everything and writes ``<out>/<device>.json`` and ``<out>/<device>.md``."""
+    """Runs everything; writes ``<out>/<device>.json`` and ``.md``, and the docs page."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--reps", type=int, default=15, help="interleaved repetitions")
     parser.add_argument("--block", type=float, default=0.05, help="seconds per timed block")
     parser.add_argument("--quick", action="store_true", help="a smoke run: few, short blocks")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory children")
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    parser.add_argument("--out", type=Path, default=page.RESULTS)
     args = parser.parse_args(argv)
     reps, block = (3, 0.005) if args.quick else (args.reps, args.block)
     device = torch.device(args.device)
@@ -243,9 +192,11 @@ def main(argv: list[str] | None = None) -> dict:
     args.out.mkdir(parents=True, exist_ok=True)
     name = "quick-" + device.type if args.quick else device.type
     (args.out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
-    (args.out / f"{name}.md").write_text(markdown(result))
+    (args.out / f"{name}.md").write_text(page.device_section(device.type, result))
     print(f"\nGeometric mean ours/reference: {result['geomean_ours_over_reference']:.3f}")
     print(f"Wrote {args.out / name}.json and .md")
+    if args.out.resolve() == page.RESULTS.resolve() and not args.quick:
+        print(f"Wrote {page.write()}")
     return result
 
 

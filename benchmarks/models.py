@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
-from jacobian.robustness import MLP, LeNet5
 from torch import nn
+
+from experiments.models import MLP, LeNet5
 
 
 def mnist_mlp() -> nn.Module:

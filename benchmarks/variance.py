@@ -15,9 +15,11 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import torch
 from jacobian import JacobianReg
-from jacobian.datasets import load_digits
-from jacobian.robustness import MLP
 from torch import nn
+
+from benchmarks import page
+from experiments.data import load_digits
+from experiments.models import MLP
 
 ROOT = Path(__file__).resolve().parent.parent
 NS = (2, 3, 5)
@@ -103,6 +105,7 @@ def main(argv: list[str] | None = None) -> dict:
     (args.out / "variance.json").write_text(json.dumps(results, indent=2) + "\n")
     plot(results, args.out / "variance.png")
     print(f"Wrote {args.out / 'variance.png'} and variance.json")
+    print(f"Wrote {page.write()}")
     return results
 
 

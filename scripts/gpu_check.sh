@@ -57,12 +57,13 @@ if ! "$PYTHON" -c "import torch, sys; sys.exit(not torch.cuda.is_available())"; 
     [ "${ALLOW_CPU:-0}" = 1 ] || exit 3
 fi
 
-# The CUDA cases first: the reason this script exists. -rs lists why anything was skipped;
-# --timeout makes a hung test (a deadlock, say) fail alone instead of taking the step's summary.
-step cuda 120 cuda.log "$PYTHON" -m pytest -p no:cacheprovider -rs -v --timeout=60 -k cuda tests
+# The CUDA cases (the `cuda` marker) first: the reason this script exists. -rs lists why anything
+# was skipped; --timeout makes a hung test (a deadlock, say) fail alone instead of taking the
+# step's summary.
+step cuda 120 cuda.log "$PYTHON" -m pytest -p no:cacheprovider -rs -v --timeout=60 -m cuda tests
 # shellcheck disable=SC2086  # BENCH_ARGS is a list of arguments
 step bench 160 bench.log "$PYTHON" -m benchmarks --out "$OUT" ${BENCH_ARGS---no-memory}
 # The rest of the suite on this machine's torch and Python (the 2000-example fuzz left out).
 step suite 180 suite.log "$PYTHON" -m pytest -p no:cacheprovider -q --timeout=120 \
-    -m "not slow" -k "not cuda" tests
+    -m "not cuda and not slow" tests
 exit "$status"

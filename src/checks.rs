@@ -1,73 +1,30 @@
-//! Up-front checks of the regularizers' arguments, so misuse fails with a message that names the fix.
+//! Up-front checks of the input and output tensors, so misuse fails with a message that names the fix.
 
 use crate::error::{Error, Result};
 use tch::{Device, Kind, Tensor};
 
-/// How many projections to take: `n` random ones, or every output coordinate (`n = -1`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Projections {
-    Random(i64),
-    Exact,
+/// A tensor with its shape, read by the caller: tch's `size()` panics on nested tensors and on
+/// symbolic shapes (as torch.compile traces them), where Python raises instead.
+pub struct Shaped {
+    pub tensor: Tensor,
+    pub shape: Vec<i64>,
 }
 
-impl Projections {
-    pub fn from_n(n: i64) -> Result<Self> {
-        match n {
-            -1 => Ok(Projections::Exact),
-            n if n >= 1 => Ok(Projections::Random(n)),
-            n => Err(Error::value_error(format!(
-                "n must be a positive number of random projections, or -1 for the exact \
-                 Jacobian norm; got n={n}"
-            ))),
-        }
-    }
-
-    pub fn n(self) -> i64 {
-        match self {
-            Projections::Random(n) => n,
-            Projections::Exact => -1,
-        }
+impl Shaped {
+    /// A tensor whose shape is known to be concrete (one created in Rust).
+    pub fn new(tensor: Tensor) -> Self {
+        let shape = tensor.size();
+        Shaped { tensor, shape }
     }
 }
 
-/// How random directions are drawn: independently per projection, or orthonormal per sample.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Projection {
-    Sphere,
-    Orthogonal,
-}
-
-impl Projection {
-    pub fn parse(name: &str) -> Result<Self> {
-        match name {
-            "sphere" => Ok(Projection::Sphere),
-            "orthogonal" => Ok(Projection::Orthogonal),
-            other => Err(Error::value_error(format!(
-                "projection must be \"sphere\" (independent directions, as upstream) or \
-                 \"orthogonal\" (orthonormal directions per sample); got {other:?}"
-            ))),
-        }
-    }
-}
-
-/// How per-sample values are combined into the result.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Reduction {
-    Mean,
-    Sum,
-    None,
-}
-
-impl Reduction {
-    pub fn parse(name: &str) -> Result<Self> {
-        match name {
-            "mean" => Ok(Reduction::Mean),
-            "sum" => Ok(Reduction::Sum),
-            "none" => Ok(Reduction::None),
-            other => Err(Error::value_error(format!(
-                "reduction must be \"mean\", \"sum\" or \"none\"; got {other:?}"
-            ))),
-        }
+/// PyTorch's spelling of a device, as in `torch.device(...)`.
+pub fn device_name(device: Device) -> String {
+    match device {
+        Device::Cpu => "cpu".to_owned(),
+        Device::Cuda(index) => format!("cuda:{index}"),
+        Device::Mps => "mps".to_owned(),
+        Device::Vulkan => "vulkan".to_owned(),
     }
 }
 
@@ -146,8 +103,10 @@ pub fn check_inputs(x: &Tensor, y: &Tensor) -> Result<Kind> {
     let (x_device, y_device) = (check_device(x, "x")?, check_device(y, "y")?);
     if x_device != y_device {
         return Err(Error::runtime_error(format!(
-            "x and y must be on the same device, got x on {x_device:?} and y on {y_device:?}; \
-             pass the tensor the model was called on and the model's output"
+            "x and y must be on the same device, got x on {} and y on {}; pass the tensor the \
+             model was called on and the model's output",
+            device_name(x_device),
+            device_name(y_device)
         )));
     }
     if !x.requires_grad() {
@@ -184,21 +143,4 @@ pub fn check_same_batch(x_shape: &[i64], batch: i64, what: &str) -> Result<()> {
             found.map_or("none".to_owned(), |b| b.to_string())
         ))),
     }
-}
-
-/// Checks caller-drawn noise: a real floating-point tensor on y's device with the given shape.
-pub fn check_noise(noise: &Tensor, shape: &[i64], expected: &[i64], y: &Tensor) -> Result<()> {
-    check_dtype(noise, "noise", "the random draws")?;
-    if shape != expected {
-        return Err(Error::value_error(format!(
-            "noise must have shape {expected:?}, got {shape:?}"
-        )));
-    }
-    if check_device(noise, "noise")? != y.device() {
-        return Err(Error::runtime_error(
-            "noise must be on y's device; draw it with device=y.device (and a generator of that \
-             device)",
-        ));
-    }
-    Ok(())
 }

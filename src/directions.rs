@@ -1,63 +1,104 @@
 //! Projection directions v_k: uniform on the unit sphere, or orthonormal per sample (Haar).
 
-use crate::autograd::{accumulation_kind, normalize_rows};
-use crate::checks::Projection;
-use crate::error::Result;
+use crate::checks::device_name;
+use crate::error::{Error, Result};
+use crate::numerics::{accumulation_kind, normalize_rows};
+use crate::options::Sampling;
 use tch::{Device, Kind, Tensor};
 
-/// The source of the k-th direction for every sample at once, each a [B, C] matrix.
-pub enum Directions {
-    /// Drawn per projection from torch's default generator: the upstream draw order.
+/// Where standard normal draws come from: torch's default generator, or a caller's generator.
+pub trait Normal {
+    /// The device a caller's generator draws on; None for the default generator of any device.
+    fn device(&self) -> Option<Device>;
+
+    /// Standard normal noise of `shape` on `device`, in `kind`.
+    fn draw(&self, shape: &[i64], kind: Kind, device: Device) -> Result<Tensor>;
+}
+
+/// torch's default generator of the device drawn on, so `torch.manual_seed` reproduces draws.
+pub struct DefaultGenerator;
+
+impl Normal for DefaultGenerator {
+    fn device(&self) -> Option<Device> {
+        None
+    }
+
+    fn draw(&self, shape: &[i64], kind: Kind, device: Device) -> Result<Tensor> {
+        Ok(Tensor::f_randn(shape, (kind, device))?)
+    }
+}
+
+/// Refuses a caller's generator for another device than y's: torch would raise a less clear
+/// error, or (for another CUDA device) silently draw from a generator the caller did not pass.
+fn check_generator_device(normal: &dyn Normal, device: Device) -> Result<()> {
+    match normal.device() {
+        Some(found) if found != device => Err(Error::value_error(format!(
+            "generator is for device {} but y is on {}; create it with \
+             torch.Generator(device={:?})",
+            device_name(found),
+            device_name(device),
+            device_name(device)
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The k-th direction for every sample at once, each a [B, C] matrix.
+pub enum Directions<'a> {
+    /// Drawn per projection: the upstream draw order.
     Sphere {
+        normal: &'a dyn Normal,
         shape: [i64; 2],
         kind: Kind,
         device: Device,
     },
-    /// Caller-drawn standard normal noise [n, B, C], normalised per row.
-    SphereFrom(Tensor),
     /// n orthonormal columns per sample, [B, C, n].
     Orthogonal(Tensor),
 }
 
-impl Directions {
-    /// `noise`, when given, is standard normal of shape [n, B, C] from the caller's generator.
+impl<'a> Directions<'a> {
+    /// Directions for `n` projections of outputs of `shape` [B, C] on `device`, in `kind`.
     pub fn new(
-        projection: Projection,
+        sampling: Sampling,
         n: i64,
         shape: [i64; 2],
         kind: Kind,
         device: Device,
-        noise: Option<Tensor>,
+        normal: &'a dyn Normal,
     ) -> Result<Self> {
-        match (projection, noise) {
-            (Projection::Sphere, None) => Ok(Directions::Sphere {
+        check_generator_device(normal, device)?;
+        match sampling {
+            Sampling::Sphere => Ok(Directions::Sphere {
+                normal,
                 shape,
                 kind,
                 device,
             }),
-            (Projection::Sphere, Some(noise)) => Ok(Directions::SphereFrom(noise)),
-            (Projection::Orthogonal, noise) => {
-                let noise = match noise {
-                    Some(noise) => noise,
-                    None => Tensor::f_randn([n, shape[0], shape[1]], (kind, device))?,
-                };
+            Sampling::Orthogonal => {
+                let noise = normal.draw(&[n, shape[0], shape[1]], kind, device)?;
                 Ok(Directions::Orthogonal(orthonormal(&noise, kind)?))
             }
         }
     }
 
-    /// The k-th direction [B, C] of every sample.
+    /// The k-th direction [B, C] of every sample (for the sphere, a new draw on every call).
     pub fn get(&self, k: i64) -> Result<Tensor> {
         match self {
             Directions::Sphere {
+                normal,
                 shape,
                 kind,
                 device,
-            } => normalize_rows(&Tensor::f_randn(shape.as_slice(), (*kind, *device))?),
-            Directions::SphereFrom(noise) => normalize_rows(&noise.f_select(0, k)?),
+            } => normalize_rows(&normal.draw(shape.as_slice(), *kind, *device)?),
             Directions::Orthogonal(q) => Ok(q.f_select(2, k)?),
         }
     }
+}
+
+/// A standard normal start [B, C] for the power iteration, from the same sources as directions.
+pub fn start(normal: &dyn Normal, shape: [i64; 2], kind: Kind, device: Device) -> Result<Tensor> {
+    check_generator_device(normal, device)?;
+    normal.draw(shape.as_slice(), kind, device)
 }
 
 /// Haar-distributed orthonormal columns from Gaussian noise [n, B, C]: Q of a QR decomposition,

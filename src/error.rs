@@ -1,18 +1,16 @@
-//! Errors of the regularizer, each raised in Python as the exception type a PyTorch user expects.
+//! Errors of the regularizers, classified the way PyTorch classifies them.
 
-use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
-use pyo3::PyErr;
 use tch::TchError;
 
-/// What went wrong, classified the way PyTorch classifies it: wrong kind of argument (TypeError),
-/// wrong value (ValueError), or a graph, device or engine problem (RuntimeError).
+/// What went wrong: wrong kind of argument (TypeError), wrong value (ValueError), a graph, device
+/// or engine problem (RuntimeError), or an error raised by a caller's callback (an interrupt, a
+/// draw from the caller's generator), passed through as it was raised.
 #[derive(Debug)]
 pub enum Error {
     Type(String),
     Value(String),
     Runtime(String),
-    /// An exception raised by Python itself while we ran, such as KeyboardInterrupt.
-    Python(PyErr),
+    Callback(Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl Error {
@@ -63,21 +61,7 @@ impl From<TchError> for Error {
     }
 }
 
-impl From<PyErr> for Error {
-    fn from(err: PyErr) -> Self {
-        Error::Python(err)
-    }
-}
-
-impl From<Error> for PyErr {
-    fn from(err: Error) -> Self {
-        match err {
-            Error::Type(msg) => PyTypeError::new_err(msg),
-            Error::Value(msg) => PyValueError::new_err(msg),
-            Error::Runtime(msg) => PyRuntimeError::new_err(msg),
-            Error::Python(err) => err,
-        }
-    }
-}
-
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// A callback run between projections or iterations; it lets Ctrl-C through on long calls.
+pub type Interrupt<'a> = &'a dyn Fn() -> Result<()>;

@@ -1,50 +1,31 @@
 //! The projection estimate of the Jacobian's squared Frobenius norm, built on libtorch's autograd.
 
-use crate::autograd::{
-    attached_zeros, per_sample_squared_norms, squared_norm, vector_jacobian_product,
-};
-use crate::checks::{
-    batch_and_size, check_inputs, check_same_batch, Projection, Projections, Reduction,
-};
-use crate::directions::Directions;
-use crate::error::{Error, Result};
-use crate::Interrupt;
+use crate::autograd::vector_jacobian_product;
+use crate::checks::{batch_and_size, check_inputs, check_same_batch, Shaped};
+use crate::directions::{Directions, Normal};
+use crate::error::{Error, Interrupt, Result};
+use crate::numerics::{attached_zeros, per_sample_squared_norms, reduce, squared_norm};
+use crate::options::{FrobeniusOptions, ProjectionCount, Reduction, Sampling};
 use tch::Tensor;
 
-/// What to compute: `factor` · reduce_b( C/n · Σ_k ‖v_kᵀ J_b‖² ), an estimate of
-/// `factor` · reduce_b ‖J_b‖² (JacobianReg uses factor 1/2 and the mean).
-#[derive(Clone, Copy, Debug)]
-pub struct Options {
-    pub projections: Projections,
-    pub projection: Projection,
-    pub reduction: Reduction,
-    pub factor: f64,
-    /// Build the double-backward graph, so the result is differentiable.
-    pub create_graph: bool,
-}
-
-/// The estimate for the Jacobian J of `y` ([B, ...]) with respect to `x`.
+/// `factor` · reduce_b ‖J_b‖²_F, estimated from projections, for the Jacobian J of `y` ([B, ...])
+/// with respect to `x`; directions are drawn from `normal`.
 ///
-/// Shapes are read by the caller: tch's own `size()` panics where a shape is not concrete. The
-/// graph of `y` is always kept for the caller's own backward pass and for repeated calls.
-pub fn frobenius(
-    x: &Tensor,
-    x_shape: &[i64],
-    y: &Tensor,
-    y_shape: &[i64],
-    options: Options,
-    noise: Option<Tensor>,
+/// The graph of `y` is always kept for the caller's own backward pass and for repeated calls.
+pub fn squared_frobenius(
+    x: &Shaped,
+    y: &Shaped,
+    options: FrobeniusOptions,
+    normal: &dyn Normal,
     interrupt: Interrupt,
 ) -> Result<Tensor> {
-    let kind = check_inputs(x, y)?;
-    let (batch, per_sample) = batch_and_size(y_shape)?;
+    let kind = check_inputs(&x.tensor, &y.tensor)?;
+    let (batch, per_sample) = batch_and_size(&y.shape)?;
     let per_sample_out = options.reduction == Reduction::None;
     if per_sample_out {
-        check_same_batch(x_shape, batch, "reduction=\"none\"")?;
+        check_same_batch(&x.shape, batch, "reduction=\"none\"")?;
     }
-    if let (Projection::Orthogonal, Projections::Random(n)) =
-        (options.projection, options.projections)
-    {
+    if let (Sampling::Orthogonal, ProjectionCount::Random(n)) = (options.sampling, options.count) {
         if n > per_sample {
             return Err(Error::value_error(format!(
                 "projection=\"orthogonal\" draws at most C={per_sample} orthonormal directions \
@@ -54,33 +35,30 @@ pub fn frobenius(
     }
     // After the option checks, so misuse raises whatever the batch holds.
     if batch == 0 || per_sample == 0 {
-        let zeros = attached_zeros(y, batch, per_sample)?;
-        return Ok(if per_sample_out {
-            zeros
-        } else {
-            zeros.f_sum(None)?
-        });
+        let zeros = attached_zeros(&y.tensor, batch, per_sample)?;
+        return reduce(&zeros, options.reduction, options.factor);
     }
-    let count = match options.projections {
-        Projections::Exact => per_sample,
+    let count = match options.count {
+        ProjectionCount::Exact => per_sample,
         // Every unit vector in one dimension is ±1, so more draws would repeat the same value.
-        Projections::Random(_) if per_sample == 1 => 1,
-        Projections::Random(n) => n,
+        ProjectionCount::Random(_) if per_sample == 1 => 1,
+        ProjectionCount::Random(n) => n,
     };
-    let directions = match options.projections {
-        Projections::Random(n) if per_sample > 1 => Some(Directions::new(
-            options.projection,
+    let device = y.tensor.device();
+    let directions = match options.count {
+        ProjectionCount::Random(n) if per_sample > 1 => Some(Directions::new(
+            options.sampling,
             n,
             [batch, per_sample],
             kind,
-            y.device(),
-            noise,
+            device,
+            normal,
         )?),
         _ => None,
     };
     // Under torch.no_grad() even the reshaped y would have no grad_fn to differentiate.
     let total = tch::with_grad(|| -> Result<Tensor> {
-        let y2d = y.f_reshape([batch, per_sample])?;
+        let y2d = y.tensor.f_reshape([batch, per_sample])?;
         let mut total: Option<Tensor> = None;
         for k in 0..count {
             if k > 0 {
@@ -91,7 +69,7 @@ pub fn frobenius(
                 None if per_sample == 1 => y2d.f_sum(None)?,
                 None => y2d.f_select(1, k)?.f_sum(None)?,
             };
-            let vjp = vector_jacobian_product(&projected, x, options.create_graph)?;
+            let vjp = vector_jacobian_product(&projected, &x.tensor, options.create_graph)?;
             let squared = if per_sample_out {
                 per_sample_squared_norms(&vjp, batch)?
             } else {
@@ -104,6 +82,8 @@ pub fn frobenius(
         }
         total.ok_or_else(|| Error::runtime_error("no projection was taken"))
     })?;
+    // The batch sum is taken per projection above (a dot product, cheaper than per-sample sums),
+    // so only the scale is left: C/n for the estimate, 1/B for the mean.
     let mut scale = options.factor * per_sample as f64 / count as f64;
     if options.reduction == Reduction::Mean {
         scale /= batch as f64;

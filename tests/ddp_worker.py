@@ -44,6 +44,7 @@ def train(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor) -> None
 
 
 def worker(rank: int, out_file: str, port: str) -> None:
+    """One DDP rank: trains on its half of the batch; rank 0 saves the parameters."""
     os.environ["MASTER_ADDR"] = "127.0.0.1"
     os.environ["MASTER_PORT"] = port
     dist.init_process_group("gloo", rank=rank, world_size=2)

@@ -7,6 +7,7 @@ TypeError/ValueError/RuntimeError with a message.
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from collections import Counter
@@ -45,6 +46,7 @@ def mostly(common: list, rare: list, weight: int = 3) -> st.SearchStrategy:
 
 @st.composite
 def cases(draw: st.DrawFn) -> dict:
+    """One fuzz case: shapes, dtypes, layout, API, options and mode, valid or not."""
     return {
         "batch": draw(st.integers(0, 4)),
         "features": draw(st.integers(0, 4)),
@@ -97,6 +99,7 @@ def build(case: dict) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def call(case: dict, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Calls the case's API on x and y with the case's options."""
     api, n = case["api"], case["n"]
     generator = torch.Generator().manual_seed(case["seed"]) if case["generator"] else None
     if api == "reg":
@@ -154,6 +157,7 @@ def expensive(case: dict, y: torch.Tensor) -> bool:
 )
 @given(cases())
 def check(case: dict) -> None:
+    """Runs one case: misuse must raise a clean error, correct use return a (reference) value."""
     x, y = build(case)
     if y.dim() and expensive(case, y):
         OUTCOMES["skipped: huge n"] += 1
@@ -197,4 +201,5 @@ def check(case: dict) -> None:
 
 if __name__ == "__main__":
     check()
-    print(f"fuzz: all examples passed: {dict(OUTCOMES)}")
+    # One JSON line of outcome counts, which benchmarks/reliability.py puts in docs/.
+    print(f"fuzz: all examples passed: {json.dumps(dict(OUTCOMES), sort_keys=True)}")

@@ -5,14 +5,17 @@
 //! build.rs compiles them out, with a warning, where Python has no shared libpython to link.
 #![cfg(not(no_rust_tests))]
 
-use _native::autograd::{gradient, tiny, unit_rows, vector_jacobian_product};
-use _native::checks::{
-    batch_and_size, check_inputs, check_same_batch, Projection, Projections, Reduction,
-};
-use _native::directions::Directions;
+use _native::autograd::{gradient, vector_jacobian_product};
+use _native::checks::{batch_and_size, check_inputs, check_same_batch, Shaped};
+use _native::directions::{DefaultGenerator, Directions, Normal};
 use _native::error::{first_paragraph, Error, Result};
-use _native::frobenius::{frobenius, Options};
+use _native::frobenius::squared_frobenius;
+use _native::numerics::{reduce, tiny, unit_rows};
+use _native::options::{
+    FrobeniusOptions, PowerIteration, ProjectionCount, Reduction, Sampling, SpectralOptions,
+};
 use _native::spectral;
+use std::cell::RefCell;
 use tch::{Device, Kind, Tensor};
 
 const F64: (Kind, Device) = (Kind::Double, Device::Cpu);
@@ -21,19 +24,51 @@ fn no_interrupt() -> Result<()> {
     Ok(())
 }
 
-fn options(projections: Projections, projection: Projection, reduction: Reduction) -> Options {
-    Options {
-        projections,
-        projection,
+fn options(count: ProjectionCount, sampling: Sampling, reduction: Reduction) -> FrobeniusOptions {
+    FrobeniusOptions {
+        count,
+        sampling,
         reduction,
         factor: 0.5,
         create_graph: true,
     }
 }
 
-/// The Frobenius estimate for y's Jacobian with respect to x, called as the Python boundary does.
-fn estimate(x: &Tensor, y: &Tensor, options: Options, noise: Option<Tensor>) -> Result<Tensor> {
-    frobenius(x, &x.size(), y, &y.size(), options, noise, &no_interrupt)
+/// The Frobenius estimate for y's Jacobian with respect to x, called as the Python binding does.
+fn estimate(x: &Tensor, y: &Tensor, options: FrobeniusOptions) -> Result<Tensor> {
+    estimate_with(x, y, options, &DefaultGenerator)
+}
+
+/// The same, drawing from `normal`.
+fn estimate_with(
+    x: &Tensor,
+    y: &Tensor,
+    options: FrobeniusOptions,
+    normal: &dyn Normal,
+) -> Result<Tensor> {
+    let (x, y) = (
+        Shaped::new(x.shallow_clone()),
+        Shaped::new(y.shallow_clone()),
+    );
+    squared_frobenius(&x, &y, options, normal, &no_interrupt)
+}
+
+/// A draw source that hands out prescribed tensors in order, as a caller's generator would.
+struct Prescribed {
+    draws: RefCell<Vec<Tensor>>,
+    device: Option<Device>,
+}
+
+impl Normal for Prescribed {
+    fn device(&self) -> Option<Device> {
+        self.device
+    }
+
+    fn draw(&self, shape: &[i64], _kind: Kind, _device: Device) -> Result<Tensor> {
+        let next = self.draws.borrow_mut().remove(0);
+        assert_eq!(next.size(), shape);
+        Ok(next)
+    }
 }
 
 /// Largest absolute difference between two tensors of the same shape.
@@ -70,8 +105,8 @@ impl TanhLayer {
         })
     }
 
-    fn run(&self, options: Options, noise: Option<Tensor>) -> Result<Tensor> {
-        estimate(&self.x, &self.y, options, noise)
+    fn run(&self, options: FrobeniusOptions) -> Result<Tensor> {
+        estimate(&self.x, &self.y, options)
     }
 }
 
@@ -80,24 +115,27 @@ fn exact_mode_matches_the_closed_form_for_every_reduction() {
     let layer = TanhLayer::new(5, 7, 4, 0);
     let exact = layer.exact();
     let per_sample = layer
-        .run(
-            options(Projections::Exact, Projection::Sphere, Reduction::None),
-            None,
-        )
+        .run(options(
+            ProjectionCount::Exact,
+            Sampling::Sphere,
+            Reduction::None,
+        ))
         .unwrap();
     assert_eq!(per_sample.size(), [5]);
     assert!(max_abs_diff(&per_sample, &(0.5 * &exact)) < 1e-12);
     let mean = layer
-        .run(
-            options(Projections::Exact, Projection::Sphere, Reduction::Mean),
-            None,
-        )
+        .run(options(
+            ProjectionCount::Exact,
+            Sampling::Sphere,
+            Reduction::Mean,
+        ))
         .unwrap();
     let sum = layer
-        .run(
-            options(Projections::Exact, Projection::Sphere, Reduction::Sum),
-            None,
-        )
+        .run(options(
+            ProjectionCount::Exact,
+            Sampling::Sphere,
+            Reduction::Sum,
+        ))
         .unwrap();
     assert!((scalar(&mean) - 0.5 * scalar(&exact.mean(Kind::Double))).abs() < 1e-12);
     assert!((scalar(&sum) - 0.5 * scalar(&exact.sum(Kind::Double))).abs() < 1e-12);
@@ -111,14 +149,11 @@ fn orthogonal_directions_with_n_equal_to_c_are_exact() {
     for seed in 0..3 {
         tch::manual_seed(seed);
         let estimate = layer
-            .run(
-                options(
-                    Projections::Random(3),
-                    Projection::Orthogonal,
-                    Reduction::None,
-                ),
-                None,
-            )
+            .run(options(
+                ProjectionCount::Random(3),
+                Sampling::Orthogonal,
+                Reduction::None,
+            ))
             .unwrap();
         assert!(max_abs_diff(&estimate, &(0.5 * &exact)) < 1e-10);
     }
@@ -134,24 +169,22 @@ fn sphere_estimate_is_unbiased() {
     let layer = TanhLayer::new(8, 6, 4, 2);
     tch::manual_seed(3);
     let estimate = layer
-        .run(
-            options(
-                Projections::Random(10_000),
-                Projection::Sphere,
-                Reduction::Mean,
-            ),
-            None,
-        )
+        .run(options(
+            ProjectionCount::Random(10_000),
+            Sampling::Sphere,
+            Reduction::Mean,
+        ))
         .unwrap();
     let exact = 0.5 * scalar(&layer.exact().mean(Kind::Double));
     let relative = (scalar(&estimate) - exact).abs() / exact;
     assert!(relative < 0.05, "relative error {relative}");
     // A single projection is not exact: the test above could fail.
     let one = layer
-        .run(
-            options(Projections::Random(1), Projection::Sphere, Reduction::Mean),
-            None,
-        )
+        .run(options(
+            ProjectionCount::Random(1),
+            Sampling::Sphere,
+            Reduction::Mean,
+        ))
         .unwrap();
     assert!((scalar(&one) - exact).abs() > 1e-6);
 }
@@ -166,8 +199,7 @@ fn gradient_of_the_regularizer_reaches_the_weights() {
     let r = estimate(
         &x,
         &y,
-        options(Projections::Exact, Projection::Sphere, Reduction::Mean),
-        None,
+        options(ProjectionCount::Exact, Sampling::Sphere, Reduction::Mean),
     )
     .unwrap();
     assert!((scalar(&r) - 0.5 * scalar(&w.square().sum(Kind::Double))).abs() < 1e-12);
@@ -176,34 +208,83 @@ fn gradient_of_the_regularizer_reaches_the_weights() {
 }
 
 #[test]
-fn caller_noise_is_used_as_drawn() {
-    // Noise whose rows are basis vectors turns the estimate into the exact value.
+fn a_callers_draws_are_used_as_drawn() {
+    // Draws whose rows are basis vectors turn the estimate into the exact value; the sphere
+    // draws once per projection, [B, C] each, in the upstream order.
     let layer = TanhLayer::new(4, 3, 2, 5);
     let eye = Tensor::eye(2, F64);
-    let noise = Tensor::stack(
-        &[
-            eye.get(0).expand([4, 2], false),
-            eye.get(1).expand([4, 2], false),
-        ],
-        0,
-    );
-    let estimate = layer
-        .run(
-            options(Projections::Random(2), Projection::Sphere, Reduction::None),
-            Some(noise),
-        )
-        .unwrap();
+    let normal = Prescribed {
+        draws: RefCell::new(vec![
+            eye.get(0).expand([4, 2], false).contiguous(),
+            eye.get(1).expand([4, 2], false).contiguous(),
+        ]),
+        device: Some(Device::Cpu),
+    };
+    let estimate = estimate_with(
+        &layer.x,
+        &layer.y,
+        options(
+            ProjectionCount::Random(2),
+            Sampling::Sphere,
+            Reduction::None,
+        ),
+        &normal,
+    )
+    .unwrap();
     assert!(max_abs_diff(&estimate, &(0.5 * layer.exact())) < 1e-12);
+    assert!(normal.draws.borrow().is_empty());
+}
+
+#[test]
+fn a_generator_for_another_device_is_a_value_error_and_nothing_is_drawn() {
+    let layer = TanhLayer::new(4, 3, 2, 5);
+    let normal = Prescribed {
+        draws: RefCell::new(vec![]),
+        device: Some(Device::Cuda(1)),
+    };
+    let result = estimate_with(
+        &layer.x,
+        &layer.y,
+        options(
+            ProjectionCount::Random(1),
+            Sampling::Sphere,
+            Reduction::Mean,
+        ),
+        &normal,
+    );
+    assert!(
+        matches!(result, Err(Error::Value(m)) if m.contains("cuda:1") && m.contains("device=\"cpu\""))
+    );
+    // The exact value draws nothing, so the generator's device does not matter.
+    let exact = estimate_with(
+        &layer.x,
+        &layer.y,
+        options(ProjectionCount::Exact, Sampling::Sphere, Reduction::Mean),
+        &normal,
+    );
+    assert!(exact.is_ok());
+}
+
+#[test]
+fn reductions_scale_sum_and_average_with_an_empty_mean_of_zero() {
+    let values = Tensor::from_slice(&[1.0f64, 2.0, 6.0]);
+    assert_eq!(scalar(&reduce(&values, Reduction::Mean, 0.5).unwrap()), 1.5);
+    assert_eq!(scalar(&reduce(&values, Reduction::Sum, 0.5).unwrap()), 4.5);
+    let none = reduce(&values, Reduction::None, 0.5).unwrap();
+    assert!(max_abs_diff(&none, &Tensor::from_slice(&[0.5f64, 1.0, 3.0])) == 0.0);
+    let empty = Tensor::zeros([0], F64);
+    assert_eq!(scalar(&reduce(&empty, Reduction::Mean, 0.5).unwrap()), 0.0);
 }
 
 #[test]
 fn empty_batch_gives_zero_attached_to_the_graph() {
     let layer = TanhLayer::new(0, 3, 2, 6);
     let r = layer
-        .run(
-            options(Projections::Random(1), Projection::Sphere, Reduction::Mean),
-            None,
-        )
+        .run(options(
+            ProjectionCount::Random(1),
+            Sampling::Sphere,
+            Reduction::Mean,
+        ))
         .unwrap();
     assert_eq!(scalar(&r), 0.0);
     assert!(r.requires_grad());
@@ -224,20 +305,20 @@ fn spectral_norm_of_a_linear_map_is_its_largest_singular_value() {
     tch::manual_seed(7);
     let x = Tensor::randn([3, 6], F64).set_requires_grad(true);
     let y = x.matmul(&w.tr());
-    let sigma = spectral::spectral(
-        &x,
-        &x.size(),
-        &y,
-        &y.size(),
-        spectral::Options {
-            iters: 500,
-            tol: 0.0,
-            create_graph: false,
-        },
-        None,
-        &no_interrupt,
-    )
-    .unwrap();
+    let (x, y) = (Shaped::new(x), Shaped::new(y));
+    let power = PowerIteration::new(500, 0.0).unwrap();
+    let sigma =
+        spectral::spectral_norms(&x, &y, power, false, &DefaultGenerator, &no_interrupt).unwrap();
+    // The regularizer is half the mean of the squares.
+    let options = SpectralOptions {
+        power,
+        reduction: Reduction::Mean,
+        factor: 0.5,
+        create_graph: false,
+    };
+    let reg =
+        spectral::squared_spectral(&x, &y, options, &DefaultGenerator, &no_interrupt).unwrap();
+    assert!((scalar(&reg) - 4.5).abs() < 1e-7);
     let expected = 3.0;
     // The construction is checked independently: σ_max(W)² is the largest eigenvalue of W Wᵀ.
     let largest = scalar(&w.matmul(&w.tr()).linalg_eigvalsh("L").max()).sqrt();
@@ -253,12 +334,12 @@ fn spectral_norm_of_a_linear_map_is_its_largest_singular_value() {
 fn orthogonal_directions_are_orthonormal_per_sample() {
     tch::manual_seed(8);
     let directions = Directions::new(
-        Projection::Orthogonal,
+        Sampling::Orthogonal,
         3,
         [4, 6],
         Kind::Double,
         Device::Cpu,
-        None,
+        &DefaultGenerator,
     )
     .unwrap();
     let q = Tensor::stack(
@@ -275,12 +356,12 @@ fn orthogonal_directions_are_orthonormal_per_sample() {
 #[test]
 fn sphere_directions_are_unit_rows_on_the_requested_dtype() {
     let directions = Directions::new(
-        Projection::Sphere,
+        Sampling::Sphere,
         2,
         [5, 7],
         Kind::Float,
         Device::Cpu,
-        None,
+        &DefaultGenerator,
     )
     .unwrap();
     let v = directions.get(1).unwrap();
@@ -321,8 +402,7 @@ fn output_not_computed_from_x_is_a_runtime_error() {
     let result = estimate(
         &x,
         &y,
-        options(Projections::Exact, Projection::Sphere, Reduction::Mean),
-        None,
+        options(ProjectionCount::Exact, Sampling::Sphere, Reduction::Mean),
     );
     match result {
         Err(Error::Runtime(message)) => assert!(message.contains("does not depend on x")),
@@ -348,24 +428,26 @@ fn bad_inputs_get_the_exception_type_pytorch_would_raise() {
     assert!(
         matches!(check_same_batch(&[4, 2], 3, "reduction=\"none\""), Err(Error::Value(m)) if m.contains("batch 4"))
     );
-    assert!(matches!(Projections::from_n(0), Err(Error::Value(m)) if m.contains("n=0")));
-    assert_eq!(Projections::from_n(-1).unwrap(), Projections::Exact);
-    assert_eq!(Projections::from_n(3).unwrap(), Projections::Random(3));
-    assert!(matches!(Projection::parse("haar"), Err(Error::Value(_))));
+    assert!(matches!(ProjectionCount::from_n(0), Err(Error::Value(m)) if m.contains("n=0")));
+    assert_eq!(ProjectionCount::from_n(-1).unwrap(), ProjectionCount::Exact);
+    assert_eq!(
+        ProjectionCount::from_n(3).unwrap(),
+        ProjectionCount::Random(3)
+    );
+    assert!(matches!(Sampling::parse("haar"), Err(Error::Value(_))));
+    assert!(matches!(PowerIteration::new(0, 0.0), Err(Error::Value(m)) if m.contains("iters")));
+    assert!(matches!(PowerIteration::new(1, f64::NAN), Err(Error::Value(m)) if m.contains("tol")));
     assert!(matches!(Reduction::parse("avg"), Err(Error::Value(_))));
 }
 
 #[test]
 fn orthogonal_with_more_directions_than_outputs_is_a_value_error() {
     let layer = TanhLayer::new(2, 3, 2, 9);
-    let result = layer.run(
-        options(
-            Projections::Random(3),
-            Projection::Orthogonal,
-            Reduction::Mean,
-        ),
-        None,
-    );
+    let result = layer.run(options(
+        ProjectionCount::Random(3),
+        Sampling::Orthogonal,
+        Reduction::Mean,
+    ));
     assert!(matches!(result, Err(Error::Value(m)) if m.contains("n <= 2")));
 }
 

@@ -1,30 +1,22 @@
-"""CUDA behaviour: device placement, no host round trips, other GPUs, Python autograd functions.
+"""CUDA behaviour: device placement, no host round trips, other GPUs, autocast.
 
-Every test here is skipped without a GPU; the CPU suite covers the same values.
+Every test here carries the `cuda` marker and is skipped without a GPU; the CPU suite covers the
+same values, and its `device` fixture runs much of it on CUDA too.
 """
 
 from __future__ import annotations
 
 import pytest
 import torch
-from conftest import MLP, Cube
+from conftest import MLP, make_batch
 from jacobian import JacobianReg, JacobianSpectralReg, jacobian_norm, spectral_norm
-from reference import reference_reg
 from torch.profiler import ProfilerActivity, profile
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
-
-
-def batch_on(device: str, dtype: torch.dtype = torch.float32):
-    torch.manual_seed(0)
-    model = MLP(inputs=12, hidden=16, classes=10).to(device=device, dtype=dtype)
-    # Drawn on the CPU and moved: CUDA's generator gives other numbers for the same seed.
-    x = torch.randn(8, 12, dtype=dtype).to(device).requires_grad_()
-    return model, x
+pytestmark = pytest.mark.cuda
 
 
 def test_cuda_step_makes_no_host_round_trip():
-    model, x = batch_on("cuda")
+    model, x = make_batch("mlp", torch.float32, "cuda")
     y = model(x)
     torch.cuda.synchronize()
     # Any synchronising call (a host-to-device copy of a CPU draw, .item(), ...) raises here.
@@ -44,7 +36,7 @@ def test_cuda_step_makes_no_host_round_trip():
 
 def test_cuda_step_copies_nothing_from_the_host():
     # The sync debug mode above misses asynchronous copies; the profiler sees every one.
-    model, x = batch_on("cuda")
+    model, x = make_batch("mlp", torch.float32, "cuda")
     reg = JacobianReg(n=3)
     reg(x, model(x)).backward()  # warm-up: cuBLAS handles and the allocator's first blocks
     torch.cuda.synchronize()
@@ -61,28 +53,14 @@ def test_cuda_step_copies_nothing_from_the_host():
     assert not copies, f"host-to-device copies during the step: {copies}"
 
 
-def test_cuda_draws_follow_the_cuda_generator():
-    model, x = batch_on("cuda")
-    y = model(x)
-    torch.manual_seed(3)
-    first = JacobianReg(n=2)(x, y)
-    torch.manual_seed(3)
-    torch.testing.assert_close(first, reference_reg(x, y, n=2))
-    generator = torch.Generator(device="cuda").manual_seed(1)
-    again = torch.Generator(device="cuda").manual_seed(1)
-    torch.testing.assert_close(
-        JacobianReg(n=2, generator=generator)(x, y), JacobianReg(n=2, generator=again)(x, y)
-    )
-
-
-@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices")
+@pytest.mark.cuda(devices=2)
 def test_second_gpu_keeps_everything_on_it():
-    model, x = batch_on("cuda:1")
+    model, x = make_batch("mlp", torch.float32, "cuda:1")
     y = model(x)
     r = JacobianReg(n=2)(x, y)
     sigma = spectral_norm(x, y, iters=5)
     assert r.device == torch.device("cuda:1") and sigma.device == torch.device("cuda:1")
-    cpu_model, cpu_x = batch_on("cpu")
+    cpu_model, cpu_x = make_batch("mlp", torch.float32, "cpu")
     torch.testing.assert_close(
         JacobianReg(n=-1)(x, y).cpu(),
         JacobianReg(n=-1)(cpu_x, cpu_model(cpu_x)),
@@ -94,34 +72,14 @@ def test_second_gpu_keeps_everything_on_it():
         JacobianReg(generator=torch.Generator(device="cuda:0"))(x, model(x))
 
 
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_cuda_half_precision(dtype):
-    model, x = batch_on("cuda")
-    exact = JacobianReg(n=-1)(x, model(x))
-    x_half = x.detach().to(dtype).requires_grad_()
-    y_half = model.to(dtype)(x_half)
-    half = JacobianReg(n=-1)(x_half, y_half)
-    assert half.dtype == torch.float32
-    torch.testing.assert_close(half, exact, rtol=0.05, atol=0)
-    assert torch.isfinite(JacobianReg(n=3, projection="orthogonal")(x_half, y_half))
-
-
-def test_cuda_python_autograd_function_does_not_deadlock():
-    torch.manual_seed(0)
-    x = torch.randn(6, 4, device="cuda", dtype=torch.float64, requires_grad=True)
-    w = torch.randn(4, 3, device="cuda", dtype=torch.float64, requires_grad=True)
-    y = Cube.apply(x @ w)
-    r = JacobianReg(n=-1)(x, y)
-    r.backward()
-    dense = torch.autograd.functional.jacobian(lambda t: Cube.apply(t @ w), x)
-    torch.testing.assert_close(r, 0.5 * dense.pow(2).sum() / 6)
-    assert w.grad is not None and torch.isfinite(w.grad).all()
-
-
-def test_cuda_agrees_with_cpu_for_every_api():
-    cpu_model, cpu_x = batch_on("cpu", torch.float64)
-    model, x = batch_on("cuda", torch.float64)
+@pytest.mark.parametrize("name", ["mlp", "conv"])
+def test_cuda_agrees_with_cpu_for_every_api(name):
+    cpu_model, cpu_x = make_batch(name, torch.float64, "cpu")
+    model, x = make_batch(name, torch.float64, "cuda")
     cpu_y, y = cpu_model(cpu_x), model(x)
+    exact = JacobianReg(n=-1)(x, y)
+    assert exact.device == x.device
+    torch.testing.assert_close(exact.cpu(), JacobianReg(n=-1)(cpu_x, cpu_y))
     torch.testing.assert_close(jacobian_norm(x, y).cpu(), jacobian_norm(cpu_x, cpu_y))
     torch.testing.assert_close(
         spectral_norm(x, y, iters=200, tol=0.0).cpu(),

@@ -1,4 +1,5 @@
-"""Bad input raises a Python exception of the fitting type whose message names the fix."""
+"""Bad input and bad options raise a Python exception of the fitting type whose message names
+the fix."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import pytest
 import torch
 from conftest import MLP
 from jacobian import JacobianReg, JacobianSpectralReg, _native, jacobian_norm, spectral_norm
+from jacobian.functional import jacobian_reg, jacobian_spectral_reg
 
 
 @pytest.mark.parametrize(
@@ -41,6 +43,7 @@ def test_n_changed_after_construction_is_checked():
 
 @pytest.fixture
 def batch():
+    """An MLP with 5 outputs and a batch of 4 inputs that require grad."""
     model = MLP()
     x = torch.randn(4, 12, requires_grad=True)
     return model, x
@@ -120,7 +123,7 @@ def test_zero_dimensional_output(batch):
         JacobianReg()(x, loss)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.cuda
 def test_cuda_inputs_on_different_devices():
     x = torch.randn(3, 2, requires_grad=True)
     y = (x * 2).cuda()
@@ -141,12 +144,62 @@ def test_sparse_rejected():
         JacobianReg()(x, y)
 
 
-def test_native_function_checks_its_arguments_too():
+GENERATOR_TYPE = r"generator must be a torch\.Generator or None, got int"
+# Misuse of the native functions, called directly as (x, x * 2, *args): name -> args, error, match.
+NATIVE_MISUSE = {
+    "frobenius_sq-n0": (_native.frobenius_sq, (0, "sphere", "mean"), ValueError, "got n=0"),
+    "frobenius_sq-n-bool": (_native.frobenius_sq, (False, "sphere", "mean"), TypeError, "bool"),
+    "frobenius_sq-reduction": (
+        _native.frobenius_sq,
+        (1, "sphere", "avg"),
+        ValueError,
+        r"reduction must be .*got \"avg\"",
+    ),
+    "frobenius_sq-generator": (
+        _native.frobenius_sq,
+        (1, "sphere", "mean", 0.5, 3),
+        TypeError,
+        GENERATOR_TYPE,
+    ),
+    "spectral_sq-iters0": (
+        _native.spectral_sq,
+        (0, 1e-4, "mean"),
+        ValueError,
+        r"iters must be at least 1, got 0",
+    ),
+    "spectral_sq-iters-bool": (
+        _native.spectral_sq,
+        (True, 1e-4, "mean"),
+        TypeError,
+        r"iters must be an int .*got bool",
+    ),
+    "spectral_sq-tol": (
+        _native.spectral_sq,
+        (3, -1.0, "mean"),
+        ValueError,
+        r"tol must be a finite number >= 0",
+    ),
+    "spectral_sq-reduction": (
+        _native.spectral_sq,
+        (3, 1e-4, "max"),
+        ValueError,
+        r"reduction must be .*got \"max\"",
+    ),
+    "spectral_sq-generator": (
+        _native.spectral_sq,
+        (3, 1e-4, "mean", 0.5, 3),
+        TypeError,
+        GENERATOR_TYPE,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", NATIVE_MISUSE)
+def test_native_function_checks_its_arguments_too(case):
+    function, args, error, match = NATIVE_MISUSE[case]
     x = torch.randn(3, 2, requires_grad=True)
-    with pytest.raises(ValueError, match="got n=0"):
-        _native.frobenius(x, x * 2, 0, "sphere", "mean")
-    with pytest.raises(TypeError, match="bool"):
-        _native.frobenius(x, x * 2, False, "sphere", "mean")
+    with pytest.raises(error, match=match):
+        function(x, x * 2, *args)
 
 
 @pytest.mark.parametrize("position", ["x", "y"])
@@ -184,3 +237,93 @@ def test_misuse_raises_on_an_empty_batch_too(batch):
     with pytest.raises(ValueError, match=r"at most C=5 orthonormal directions"):
         JacobianReg(n=6, projection="orthogonal")(empty, y)
     assert JacobianReg(n=5, projection="orthogonal")(empty, y).item() == 0.0
+
+
+def test_per_sample_needs_a_shared_batch_dimension():
+    x = torch.randn(3, 4, requires_grad=True)
+    y = (x.T @ x)[:2]  # y's batch (2) is not x's (3)
+    with pytest.raises(ValueError, match=r"share their first \(batch\) dimension"):
+        JacobianReg(reduction="none")(x, y)
+    with pytest.raises(ValueError, match=r"share their first \(batch\) dimension"):
+        spectral_norm(x, y)
+    assert torch.isfinite(JacobianReg()(x, y))  # the batch mean needs no per-sample split
+
+
+def test_orthogonal_n_above_c_is_rejected_even_for_one_output():
+    x = torch.randn(5, 3, requires_grad=True)
+    with pytest.raises(ValueError, match=r"at most C=1 orthonormal directions.*n=2"):
+        JacobianReg(n=2, projection="orthogonal")(x, x.sum(1))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"iters": 0}, ValueError, r"iters must be at least 1, got 0"),
+        ({"iters": 2.0}, TypeError, r"iters must be an int .*float"),
+        ({"tol": -1.0}, ValueError, r"tol must be a finite number >= 0"),
+        ({"tol": float("nan")}, ValueError, r"tol must be a finite number"),
+        ({"tol": "small"}, TypeError, r"tol must be a float, got str"),
+        ({"reduction": "max"}, ValueError, r"reduction must be \"mean\", \"sum\" or \"none\""),
+    ],
+)
+def test_spectral_arguments_checked(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        JacobianSpectralReg(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"reduction": "avg"}, ValueError, r"reduction must be .*got \"avg\""),
+        ({"reduction": None}, TypeError, r"reduction must be a str, got NoneType"),
+        ({"projection": "gaussian"}, ValueError, r"projection must be \"sphere\" .*\"gaussian\""),
+        ({"projection": 1}, TypeError, r"projection must be a str, got int"),
+    ],
+)
+def test_string_options_checked(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        JacobianReg(**kwargs)
+    if "projection" in kwargs:
+        x = torch.randn(2, 3, requires_grad=True)
+        with pytest.raises(error, match=match):
+            jacobian_norm(x, x * 2, n=1, **kwargs)
+
+
+GENERATOR_USERS = {
+    "JacobianReg": lambda x, generator: JacobianReg(generator=generator),
+    "JacobianSpectralReg": lambda x, generator: JacobianSpectralReg(generator=generator),
+    "jacobian_reg": lambda x, generator: jacobian_reg(x, x * 2, generator=generator),
+    "jacobian_spectral_reg": lambda x, generator: jacobian_spectral_reg(
+        x, x * 2, generator=generator
+    ),
+    "jacobian_norm": lambda x, generator: jacobian_norm(x, x * 2, n=1, generator=generator),
+    "spectral_norm": lambda x, generator: spectral_norm(x, x * 2, generator=generator),
+}
+
+
+@pytest.mark.parametrize("user", GENERATOR_USERS)
+def test_generator_is_checked(user):
+    x = torch.randn(2, 3, requires_grad=True)
+    with pytest.raises(TypeError, match=GENERATOR_TYPE):
+        GENERATOR_USERS[user](x, 3)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("user", ["jacobian_reg", "spectral_norm"])
+def test_generator_for_another_device_is_rejected(user):
+    x = torch.randn(2, 3, device="cuda", requires_grad=True)
+    with pytest.raises(ValueError, match=r"generator is for device cpu but y is on cuda"):
+        GENERATOR_USERS[user](x, torch.Generator())
+
+
+def test_generator_does_not_draw_for_a_bad_output():
+    x = torch.randn(2, 3, requires_grad=True)
+    for bad in (torch.zeros(2, 3, dtype=torch.int64), torch.zeros(2, 3, dtype=torch.complex64)):
+        with pytest.raises(TypeError, match=r"y \(the model's output\) must be a real"):
+            JacobianReg(generator=torch.Generator())(x, bad)
+
+
+def test_numpy_integers_and_floats_are_accepted():
+    np = pytest.importorskip("numpy")
+    assert JacobianReg(n=np.int64(3)).n == 3
+    assert JacobianSpectralReg(iters=np.int32(4), tol=np.float32(1e-3)).iters == 4

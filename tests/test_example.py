@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import gzip
 import importlib.util
+import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from jacobian.datasets import load_digits, load_mnist, mnist_available
+
+from experiments.data import load_digits
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "mnist.py"
 
@@ -22,14 +22,6 @@ def example():
     sys.modules["mnist_example"] = module
     spec.loader.exec_module(module)
     return module
-
-
-def test_digits_split():
-    train, test = load_digits()
-    assert len(train) + len(test) == 1797
-    x, y = train.tensors
-    assert x.shape[1:] == (1, 8, 8) and x.dtype == torch.float32
-    assert 0 <= x.min() and x.max() <= 1 and y.dtype == torch.int64
 
 
 def test_example_trains_on_digits(example, capsys):
@@ -60,34 +52,27 @@ def test_evaluation_averages_over_the_whole_test_set(example):
     assert result.loss_jr == pytest.approx(expected_jr, rel=1e-4)
 
 
-def write_idx(path: Path, array: np.ndarray) -> None:
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
-        int(d).to_bytes(4, "big") for d in array.shape
-    )
-    with gzip.open(path, "wb") as f:
-        f.write(header + array.astype(np.uint8).tobytes())
-
-
-def test_mnist_files_on_disk_are_used(example, tmp_path, capsys):
-    raw = tmp_path / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for prefix, count in (("train", 128), ("t10k", 64)):
-        write_idx(raw / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (count, 28, 28)))
-        write_idx(raw / f"{prefix}-labels-idx1-ubyte.gz", rng.integers(0, 10, count))
-    assert mnist_available(tmp_path)
-    train, test = load_mnist(tmp_path)
-    assert train.tensors[0].shape == (128, 1, 28, 28) and len(test) == 64
-    example.main(["--data-dir", str(tmp_path), "--epochs", "1", "--print-every", "1"])
+def test_mnist_files_on_disk_are_used(example, mnist_dir, capsys):
+    example.main(["--data-dir", str(mnist_dir), "--epochs", "1", "--print-every", "1"])
     out = capsys.readouterr().out
     assert "Data: MNIST (128 training, 64 test images)." in out
     assert "accuracy: " in out and "/64=" in out
 
 
 def test_missing_mnist_falls_back_to_digits(example, tmp_path, capsys):
-    assert not mnist_available(tmp_path)
-    with pytest.raises(FileNotFoundError, match="--download"):
-        load_mnist(tmp_path)
     example.main(["--data-dir", str(tmp_path), "--epochs", "1"])
     out = capsys.readouterr().out
     assert "No MNIST files under" in out and "Data: digits" in out
+
+
+def test_example_runs_as_a_script_from_any_directory(tmp_path):
+    # Not installed, `experiments` is found through the repository root the script adds.
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLE), "--help"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "--data-dir" in result.stdout

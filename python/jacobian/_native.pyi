@@ -1,52 +1,66 @@
 """Type stubs for the Rust extension ``jacobian._native``."""
 
+import torch
 from torch import Tensor
 
 __all__ = [
     "TORCH_VERSION",
     "__version__",
-    "check_options",
-    "check_reduction",
+    "check_frobenius_options",
     "check_spectral_options",
-    "frobenius",
-    "spectral",
+    "frobenius_sq",
+    "spectral_norm",
+    "spectral_sq",
 ]
 
 __version__: str
 TORCH_VERSION: str
 
-def frobenius(
+def frobenius_sq(
     x: Tensor,
     y: Tensor,
     n: int,
     projection: str,
     reduction: str,
     factor: float = 0.5,
-    noise: Tensor | None = None,
+    generator: torch.Generator | None = None,
     create_graph: bool = True,
 ) -> Tensor:
-    """Returns factor * reduce_b(C/n * sum_k ||v_k^T J_b||^2) for the Jacobian J of y w.r.t. x.
+    """Returns factor * reduce_b(C/n * sum_k ||v_k^T J_b||^2): factor * reduce_b ||J_b||_F^2.
 
-    Runs without the GIL. ``n`` is the number of random projections, or -1 for the exact value;
-    ``noise`` is caller-drawn standard normal noise [n, B, C] (else torch's default generator is
-    used). With ``create_graph`` the result is differentiable; y's graph is always kept.
+    Runs without the GIL. ``n`` is the number of random projections, or -1 for the exact value.
+    Directions are drawn from ``generator`` (called under the GIL) or torch's default generator
+    of y's device. With ``create_graph`` the result is differentiable; y's graph is always kept.
     """
 
-def spectral(
+def spectral_norm(
     x: Tensor,
     y: Tensor,
     iters: int,
     tol: float,
-    noise: Tensor | None = None,
+    generator: torch.Generator | None = None,
     create_graph: bool = True,
 ) -> Tensor:
-    """Returns the per-sample largest singular value [B] of the Jacobian, by power iteration."""
+    """Returns the per-sample largest singular value [B] of the Jacobian (not squared)."""
 
-def check_options(n: int, projection: str, reduction: str) -> int:
-    """Returns ``n`` if the options are valid, else raises TypeError/ValueError."""
+def spectral_sq(
+    x: Tensor,
+    y: Tensor,
+    iters: int,
+    tol: float,
+    reduction: str,
+    factor: float = 0.5,
+    generator: torch.Generator | None = None,
+    create_graph: bool = True,
+) -> Tensor:
+    """Returns factor * reduce_b sigma_max(J_b)^2, by power iteration."""
 
-def check_reduction(reduction: str) -> None:
-    """Raises TypeError/ValueError unless ``reduction`` is "mean", "sum" or "none"."""
+def check_frobenius_options(
+    n: int, projection: str, reduction: str, generator: torch.Generator | None = None
+) -> int:
+    """Returns ``n`` if ``frobenius_sq`` accepts the options, else raises TypeError/ValueError."""
 
-def check_spectral_options(iters: int, tol: float) -> None:
-    """Raises TypeError/ValueError unless ``iters`` and ``tol`` are valid."""
+def check_spectral_options(
+    iters: int, tol: float, reduction: str, generator: torch.Generator | None = None
+) -> None:
+    """Raises TypeError/ValueError unless ``spectral_sq`` would accept the options."""

@@ -1,4 +1,4 @@
-"""Functional forms: per-sample squared Frobenius norms and spectral norms of the Jacobian."""
+"""Functional forms of the regularizers and norms: the only module that calls the native one."""
 
 from __future__ import annotations
 
@@ -6,8 +6,46 @@ import torch
 from torch import Tensor
 
 from jacobian import _native
-from jacobian._draws import check_generator, gaussian_noise
 from jacobian._graph import check_not_compiled, check_not_inference_mode
+
+
+def jacobian_reg(
+    x: Tensor,
+    y: Tensor,
+    n: int = 1,
+    *,
+    reduction: str = "mean",
+    projection: str = "sphere",
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Half the squared Frobenius norm of the Jacobian of ``y`` w.r.t. ``x``, batch-reduced.
+
+    The functional form of :class:`jacobian.JacobianReg`, which documents the options; the
+    module calls this.
+
+    Args:
+        x: The model's input, with ``requires_grad=True`` set before the forward pass.
+        y: The model's output computed from ``x``, of shape [B, ...] (real floating point).
+        n: Random projections (an int >= 1), or -1 for the exact value.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+        projection: ``"sphere"`` or ``"orthogonal"``.
+        generator: A ``torch.Generator`` on ``y``'s device to draw from instead of the global one.
+
+    Returns:
+        A 0-d tensor ([B] with ``reduction="none"``).
+
+    Raises:
+        TypeError: An argument has the wrong type.
+        ValueError: A bad option, a 0-d ``y``, or ``n`` above C with orthogonal projections.
+        RuntimeError: ``x`` does not require grad, ``y`` does not depend on ``x`` or its graph
+            was freed, the two are on different devices, ``y`` comes from a torch.compile'd
+            model while gradients are enabled, or the call is made under inference mode.
+    """
+    check_not_inference_mode()
+    create_graph = torch.is_grad_enabled()
+    if create_graph:
+        check_not_compiled(y)
+    return _native.frobenius_sq(x, y, n, projection, reduction, 0.5, generator, create_graph)
 
 
 def jacobian_norm(
@@ -20,10 +58,10 @@ def jacobian_norm(
 ) -> Tensor:
     """Per-sample squared Frobenius norms ``||J_b||_F^2`` of the Jacobian of ``y`` w.r.t. ``x``.
 
-    Exact by default (``n=-1``: one backward pass per output element); with ``n >= 1`` an
-    unbiased estimate from n random projections. Under ``torch.no_grad()`` no double-backward
-    graph is built (for evaluation and logging); with gradients enabled the result is
-    differentiable.
+    The norms are squared (no square root is taken). Exact by default (``n=-1``: one backward
+    pass per output element); with ``n >= 1`` an unbiased estimate from n random projections.
+    Under ``torch.no_grad()`` no double-backward graph is built (for evaluation and logging);
+    with gradients enabled the result is differentiable.
 
     Args:
         x: The model's input [B, ...], with ``requires_grad=True`` set before the forward pass.
@@ -33,7 +71,7 @@ def jacobian_norm(
         generator: A ``torch.Generator`` to draw from instead of the global one.
 
     Returns:
-        A tensor of shape [B].
+        The squared norms, a tensor of shape [B].
 
     Raises:
         TypeError: An argument has the wrong type.
@@ -41,13 +79,11 @@ def jacobian_norm(
         RuntimeError: ``x`` does not require grad, ``y`` is not computed from it, or the call is
             made under ``torch.inference_mode()``.
     """
-    n = _native.check_options(n, projection, "none")
     check_not_inference_mode()
-    noise = gaussian_noise(check_generator(generator), y, (n,)) if n != -1 else None
     create_graph = torch.is_grad_enabled()
     if create_graph:
         check_not_compiled(y)
-    return _native.frobenius(x, y, n, projection, "none", 1.0, noise, create_graph)
+    return _native.frobenius_sq(x, y, n, projection, "none", 1.0, generator, create_graph)
 
 
 def spectral_norm(
@@ -60,11 +96,12 @@ def spectral_norm(
 ) -> Tensor:
     """Per-sample spectral norms ``sigma_max(J_b)`` of the Jacobian of ``y`` w.r.t. ``x``.
 
-    Power iteration alternating vector-Jacobian products ``J^T v`` and Jacobian-vector products
-    ``J u`` from a random start. Each iteration costs about three backward passes. The result is
-    differentiable (with the final singular vectors held fixed, as in spectral normalisation)
-    while gradients are enabled. Power iteration approaches ``sigma_max`` from below; where the
-    two largest singular values are close it converges slowly, so raise ``iters``.
+    The norms are not squared. Power iteration alternating vector-Jacobian products ``J^T v``
+    and Jacobian-vector products ``J u`` from a random start. Each iteration costs about three
+    backward passes. The result is differentiable (with the final singular vectors held fixed, as
+    in spectral normalisation) while gradients are enabled. Power iteration approaches
+    ``sigma_max`` from below; where the two largest singular values are close it converges
+    slowly, so raise ``iters``.
 
     Args:
         x: The model's input [B, ...], with ``requires_grad=True`` set before the forward pass.
@@ -84,7 +121,56 @@ def spectral_norm(
             made under ``torch.inference_mode()``.
     """
     check_not_inference_mode()
-    noise = gaussian_noise(check_generator(generator), y, ())
     # Power iteration differentiates the backward pass even without gradients.
     check_not_compiled(y, "the spectral norm's power iteration", no_grad_helps=False)
-    return _native.spectral(x, y, iters, tol, noise, torch.is_grad_enabled())
+    return _native.spectral_norm(x, y, iters, tol, generator, torch.is_grad_enabled())
+
+
+def jacobian_spectral_reg(
+    x: Tensor,
+    y: Tensor,
+    *,
+    iters: int = 20,
+    tol: float = 1e-4,
+    reduction: str = "mean",
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Half the squared spectral norm of the Jacobian per sample, reduced over the batch.
+
+    The functional form of :class:`jacobian.JacobianSpectralReg`, which documents the options;
+    the module calls this.
+
+    Args:
+        x: The model's input [B, ...], with ``requires_grad=True`` set before the forward pass.
+        y: The model's output computed from ``x``, of shape [B, ...].
+        iters: The most power iterations.
+        tol: Stop once no sample's estimate changes by more than this relative amount.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+        generator: A ``torch.Generator`` for the random start instead of the global one.
+
+    Returns:
+        A 0-d tensor ([B] with ``reduction="none"``).
+
+    Raises:
+        TypeError: An argument has the wrong type.
+        ValueError: A bad option, or ``x`` and ``y`` of different batch sizes.
+        RuntimeError: ``x`` does not require grad, ``y`` is not computed from it, comes from a
+            torch.compile'd model, or the call is made under ``torch.inference_mode()``.
+    """
+    check_not_inference_mode()
+    check_not_compiled(y, "the spectral norm's power iteration", no_grad_helps=False)
+    return _native.spectral_sq(x, y, iters, tol, reduction, 0.5, generator, torch.is_grad_enabled())
+
+
+def check_jacobian_reg_options(
+    n: int, reduction: str, projection: str, generator: torch.Generator | None
+) -> int:
+    """Checks :func:`jacobian_reg`'s options (for a module's constructor); returns ``n``."""
+    return _native.check_frobenius_options(n, projection, reduction, generator)
+
+
+def check_spectral_reg_options(
+    iters: int, tol: float, reduction: str, generator: torch.Generator | None
+) -> None:
+    """Checks :func:`jacobian_spectral_reg`'s options (for a module's constructor)."""
+    _native.check_spectral_options(iters, tol, reduction, generator)

@@ -5,9 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from jacobian import _native
-from jacobian._draws import check_generator, gaussian_noise
-from jacobian._graph import check_not_compiled, check_not_inference_mode
+from jacobian import functional
 
 
 class JacobianReg(nn.Module):
@@ -56,10 +54,10 @@ class JacobianReg(nn.Module):
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
-        self.n = _native.check_options(n, projection, reduction)
+        self.n = functional.check_jacobian_reg_options(n, reduction, projection, generator)
         self.reduction = reduction
         self.projection = projection
-        self.generator = check_generator(generator)
+        self.generator = generator
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
         """Computes the regularizer for a batch.
@@ -80,15 +78,13 @@ class JacobianReg(nn.Module):
                 torch.compile'd model while gradients are enabled (double backward), or the call
                 is made under ``torch.inference_mode()``.
         """
-        check_not_inference_mode()
-        noise = None
-        if self.generator is not None and self.n != -1:
-            noise = gaussian_noise(self.generator, y, (self.n,))
-        create_graph = torch.is_grad_enabled()
-        if create_graph:
-            check_not_compiled(y)
-        return _native.frobenius(
-            x, y, self.n, self.projection, self.reduction, 0.5, noise, create_graph
+        return functional.jacobian_reg(
+            x,
+            y,
+            self.n,
+            reduction=self.reduction,
+            projection=self.projection,
+            generator=self.generator,
         )
 
     def extra_repr(self) -> str:

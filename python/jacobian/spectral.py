@@ -5,9 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from jacobian import _native
-from jacobian._draws import check_generator
-from jacobian.functional import spectral_norm
+from jacobian import functional
 
 
 class JacobianSpectralReg(nn.Module):
@@ -39,12 +37,11 @@ class JacobianSpectralReg(nn.Module):
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
-        _native.check_spectral_options(iters, tol)
-        _native.check_reduction(reduction)
+        functional.check_spectral_reg_options(iters, tol, reduction, generator)
         self.iters = iters
         self.tol = tol
         self.reduction = reduction
-        self.generator = check_generator(generator)
+        self.generator = generator
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
         """Computes the regularizer for a batch.
@@ -63,16 +60,14 @@ class JacobianSpectralReg(nn.Module):
                 comes from a torch.compile'd model, or the call is made under
                 ``torch.inference_mode()``.
         """
-        half_squares = (
-            0.5
-            * spectral_norm(x, y, iters=self.iters, tol=self.tol, generator=self.generator).square()
+        return functional.jacobian_spectral_reg(
+            x,
+            y,
+            iters=self.iters,
+            tol=self.tol,
+            reduction=self.reduction,
+            generator=self.generator,
         )
-        if self.reduction == "mean":
-            # Not .mean(): an empty batch gives 0, as JacobianReg does, rather than NaN.
-            return half_squares.sum() / max(half_squares.numel(), 1)
-        if self.reduction == "sum":
-            return half_squares.sum()
-        return half_squares
 
     def extra_repr(self) -> str:
         """Shows the options in the module's repr."""

@@ -1,4 +1,4 @@
-"""Offline datasets for the examples: scikit-learn's bundled digits, or MNIST files on disk."""
+"""Offline datasets for the experiments: scikit-learn's bundled digits, or MNIST files on disk."""
 
 from __future__ import annotations
 
@@ -43,6 +43,7 @@ def load_digits(test_fraction: float = 0.25, seed: int = 0) -> tuple[TensorDatas
 
 
 def _find(data_dir: Path, name: str) -> Path | None:
+    """The IDX file ``name`` (or ``name.gz``) in one of the layouts MNIST is kept in, if any."""
     for folder in (data_dir, data_dir / "raw", data_dir / "MNIST" / "raw"):
         for candidate in (folder / name, folder / f"{name}.gz"):
             if candidate.is_file():
@@ -51,6 +52,7 @@ def _find(data_dir: Path, name: str) -> Path | None:
 
 
 def _read_idx(path: Path) -> np.ndarray:
+    """Reads an IDX file of unsigned bytes, gzipped or not, into an array of its shape."""
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rb") as f:
         data = f.read()
@@ -109,3 +111,18 @@ def load_mnist(data_dir: str | Path, download: bool = False) -> tuple[TensorData
         x = torch.from_numpy(images.astype(np.float32) / 255.0)[:, None]
         sets.append(TensorDataset(x, torch.from_numpy(labels.astype(np.int64))))
     return sets[0], sets[1]
+
+
+def subset(data: TensorDataset, count: int | None) -> TensorDataset:
+    """The first ``count`` examples of a dataset.
+
+    Args:
+        data: The dataset.
+        count: How many examples to keep; None keeps them all.
+
+    Returns:
+        A dataset of the first ``count`` examples (``data`` itself when ``count`` is None).
+    """
+    if count is None:
+        return data
+    return TensorDataset(*(t[:count] for t in data.tensors))

@@ -6,34 +6,35 @@ clean accuracy, the exact mean ||J||_F^2, accuracy under white Gaussian noise an
 PGD (L-infinity, clipped to [0, 1]), and distances to the decision boundary. Uses LeNet-5 on MNIST
 when its files are under ``--data-dir``, else an MLP 64-200-200-10 on scikit-learn's 8x8 digits.
 Inputs stay in [0, 1] (no normalisation), so sigma and epsilon are in units of the pixel range.
-Writes ``robustness.json`` and three PNGs to ``--out``.
+Writes ``robustness.json`` and three PNGs to ``--out`` and, with ``--page``, a Markdown page of
+the results: ``python -m experiments --out docs/figures --page docs/robustness.md``.
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import time
 from pathlib import Path
 
 import torch
-from jacobian.datasets import load_digits, load_mnist, mnist_available
-from jacobian.robustness import RobustnessConfig, RobustnessResult, print_table, run
-from torch.utils.data import TensorDataset
 
-
-def subset(data: TensorDataset, count: int | None) -> TensorDataset:
-    """The first ``count`` examples of a dataset (all of them when ``count`` is None)."""
-    if count is None:
-        return data
-    return TensorDataset(*(t[:count] for t in data.tensors))
+from experiments.data import load_digits, load_mnist, mnist_available, subset
+from experiments.evaluation import RobustnessConfig, RobustnessResult, run
+from experiments.report import JSON_NAME, print_table, save, write_page
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Reads the command line."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m experiments", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--data-dir", help="folder with the MNIST IDX files (else: the digits)")
     parser.add_argument("--out", default="robustness-out", help="folder for the JSON and PNGs")
+    parser.add_argument(
+        "--page", help="also write a Markdown page of the results here (docs/robustness.md)"
+    )
     parser.add_argument("--epochs", type=int, help="default: 30 on the digits, 10 on MNIST")
     parser.add_argument("--lambda-jr", type=float, default=0.01, help="Jacobian reg. weight")
     parser.add_argument(
@@ -59,7 +60,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> RobustnessResult:
-    """Runs the evaluation, prints its tables and writes the JSON and figures."""
+    """Runs the evaluation, prints its tables and writes the JSON, figures and page.
+
+    Args:
+        argv: The command-line arguments (default: ``sys.argv[1:]``).
+
+    Returns:
+        The measurements.
+    """
+    argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     # An unregularized model fits the training set so confidently that its gradients underflow
@@ -95,18 +104,16 @@ def main(argv: list[str] | None = None) -> RobustnessResult:
         f"{config.epochs} epochs, lambda_JR={config.lambda_jr:g}, seed {config.seed}."
     )
     tic = time.perf_counter()
-    result = run(
-        train,
-        test,
-        config,
-        dataset=name,
-        out_dir=args.out,
-        progress=sys.stderr.isatty(),
-    )
+    result = run(train, test, config, dataset=name, progress=sys.stderr.isatty())
+    save(result, args.out)
+    wrote = f"{Path(args.out) / JSON_NAME} and 3 PNGs"
+    if args.page:
+        command = shlex.join(["python", "-m", "experiments", *argv])
+        wrote += f", and {write_page(result, args.page, args.out, command)}"
     print()
     print_table(result)
     seconds = time.perf_counter() - tic
-    print(f"\nWrote {Path(args.out) / 'robustness.json'} and 3 PNGs in {seconds:.0f} s.")
+    print(f"\nWrote {wrote} in {seconds:.0f} s.")
     return result
 
 

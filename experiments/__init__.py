@@ -1,0 +1,1 @@
+"""Evaluation beside the library: the robustness experiments, their data, models and report."""

@@ -1,0 +1,313 @@
+"""Margins: distances from inputs to the decision boundary, and 2-D slices of decision regions."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from experiments.attacks import loss_gradient
+from experiments.models import predict
+
+# How far the search walks, its step and the precision of its bisection (the defaults below).
+MAX_DISTANCE = 20.0
+SCAN_STEP = 0.05
+TOLERANCE = 1e-4
+
+
+def unit(directions: Tensor) -> Tensor:
+    """Normalises each direction [N, ...] to unit L2 norm (zero directions stay zero)."""
+    norms = directions.flatten(1).norm(dim=1).clamp_min(1e-30)
+    return directions / norms.view(-1, *([1] * (directions.dim() - 1)))
+
+
+def random_directions(
+    shape: Sequence[int], count: int, generator: torch.Generator | None = None
+) -> Tensor:
+    """Directions drawn uniformly on the unit sphere of input space.
+
+    Args:
+        shape: The shape of one input.
+        count: How many directions.
+        generator: A CPU generator for reproducible draws.
+
+    Returns:
+        [count, *shape] unit vectors.
+    """
+    return unit(torch.randn((count, *shape), generator=generator))
+
+
+def adversarial_directions(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+    """The input gradients of the cross-entropy, normalised to unit L2 norm.
+
+    Args:
+        model: The classifier.
+        x: Inputs [N, ...].
+        y: Their labels.
+
+    Returns:
+        [N, ...] unit directions of steepest ascent of the loss.
+    """
+    return unit(loss_gradient(model, x, y))
+
+
+@torch.no_grad()
+def boundary_distances(
+    model: nn.Module,
+    x: Tensor,
+    directions: Tensor,
+    max_distance: float = MAX_DISTANCE,
+    scan_step: float = SCAN_STEP,
+    tol: float = TOLERANCE,
+    batch_size: int = 8192,
+) -> Tensor:
+    """The distances from inputs to the nearest decision boundary along given directions.
+
+    Walks from each input along its unit direction in steps of ``scan_step`` until the predicted
+    class differs from the one at the input, then bisects the last step down to ``tol``. The
+    result is the distance to the first boundary on the ray, unless the ray crosses two
+    boundaries within one scan step. The walk is not clipped to the data range: it measures the
+    model's geometry.
+
+    Args:
+        model: The classifier.
+        x: Inputs [N, ...].
+        directions: Directions [N, ...], normalised inside (any nonzero length).
+        max_distance: How far to walk; rays that do not change class by then give ``inf``.
+        scan_step: The step of the walk.
+        tol: The precision of the bisection.
+        batch_size: Inputs per forward pass.
+
+    Returns:
+        [N] distances, ``inf`` where no boundary was found within ``max_distance``.
+    """
+    if directions.shape != x.shape:
+        raise ValueError(f"directions {tuple(directions.shape)} differ from x {tuple(x.shape)}")
+    x, u = x.detach(), unit(directions.detach().to(x.dtype))
+    count = len(x)
+    base = predict(model, x, batch_size)
+    pad = [1] * (x.dim() - 1)
+    steps = max(1, math.ceil(max_distance / scan_step))
+    hi = torch.full((count,), math.inf, dtype=x.dtype, device=x.device)
+    todo = torch.arange(count, device=x.device)
+    chunk = max(1, min(steps, batch_size // max(1, count)))
+    for first in range(1, steps + 1, chunk):
+        if len(todo) == 0:
+            break
+        ks = torch.arange(first, min(first + chunk, steps + 1), device=x.device)
+        ts = (ks * scan_step).clamp(max=max_distance).to(x.dtype)
+        points = x[todo, None] + ts.view(1, -1, *pad) * u[todo, None]
+        preds = predict(model, points.flatten(0, 1), batch_size).view(len(todo), len(ts))
+        changed = preds != base[todo, None]
+        hit = changed.any(1)
+        first_change = changed.float().argmax(1)
+        hi[todo[hit]] = ts[first_change[hit]]
+        todo = todo[~hit]
+    idx = torch.isfinite(hi).nonzero().squeeze(1)
+    top = hi[idx]
+    bottom = (top - scan_step).clamp(min=0)
+    while len(idx) and (top - bottom).max() > tol:
+        mid = (top + bottom) / 2
+        other = predict(model, x[idx] + mid.view(-1, *pad) * u[idx], batch_size) != base[idx]
+        top = torch.where(other, mid, top)
+        bottom = torch.where(other, bottom, mid)
+    hi[idx] = (top + bottom) / 2
+    return hi
+
+
+def boundary_distance(
+    model: nn.Module,
+    x: Tensor,
+    direction: Tensor,
+    max_distance: float = MAX_DISTANCE,
+    scan_step: float = SCAN_STEP,
+    tol: float = TOLERANCE,
+) -> float:
+    """The distance from one input to the nearest decision boundary along a direction.
+
+    See :func:`boundary_distances`, which this calls with a batch of one.
+
+    Args:
+        model: The classifier.
+        x: One input (no batch dimension).
+        direction: A direction of the same shape, normalised inside.
+        max_distance: How far to walk.
+        scan_step: The step of the walk before the bisection.
+        tol: The precision of the bisection.
+
+    Returns:
+        The L2 distance to where the predicted class first changes, or ``inf``.
+    """
+    return float(
+        boundary_distances(model, x[None], direction[None], max_distance, scan_step, tol)[0]
+    )
+
+
+@torch.no_grad()
+def decision_slice(
+    model: nn.Module,
+    x: Tensor,
+    u: Tensor,
+    v: Tensor,
+    extent: float,
+    resolution: int = 201,
+) -> Tensor:
+    """The predicted classes on the plane ``x + a*u + b*v`` for ``a, b`` in ``[-extent, extent]``.
+
+    Args:
+        model: The classifier.
+        x: One input (no batch dimension).
+        u: The first direction (horizontal axis), same shape as ``x``.
+        v: The second direction (vertical axis), same shape as ``x``.
+        extent: The half-width of the square.
+        resolution: Grid points per axis.
+
+    Returns:
+        [resolution, resolution] classes, rows indexed by ``b`` (ascending), columns by ``a``.
+    """
+    coords = torch.linspace(-extent, extent, resolution, dtype=x.dtype)
+    b, a = torch.meshgrid(coords, coords, indexing="ij")
+    pad = [1] * x.dim()
+    points = x + a.reshape(-1, *pad) * u + b.reshape(-1, *pad) * v
+    return predict(model, points).view(resolution, resolution)
+
+
+def nearest_in_plane(
+    model: nn.Module,
+    x: Tensor,
+    u: Tensor,
+    v: Tensor,
+    angles: int = 360,
+    max_distance: float = MAX_DISTANCE,
+) -> tuple[float, float]:
+    """The distance to the nearest decision boundary within the plane ``x + a*u + b*v``.
+
+    Args:
+        model: The classifier.
+        x: One input (no batch dimension).
+        u: An in-plane unit direction.
+        v: An in-plane unit direction orthogonal to ``u``.
+        angles: Rays cast from ``x`` in the plane.
+        max_distance: How far each ray goes.
+
+    Returns:
+        The smallest distance over the rays, and the angle (radians, from ``u`` towards ``v``)
+        of the ray that attains it.
+    """
+    theta = torch.linspace(0, 2 * math.pi, angles + 1, dtype=x.dtype)[:-1]
+    pad = [1] * x.dim()
+    dirs = theta.cos().view(-1, *pad) * u + theta.sin().view(-1, *pad) * v
+    dist = boundary_distances(model, x.expand(angles, *x.shape), dirs, max_distance)
+    best = int(dist.argmin())
+    return float(dist[best]), float(theta[best])
+
+
+def median_distance(values: Sequence[float]) -> float:
+    """The median of distances to the boundary, ``inf`` included.
+
+    Args:
+        values: Distances, ``inf`` where no boundary was found.
+
+    Returns:
+        The median (``inf`` when more than half are ``inf``; NaN when there are none).
+    """
+    return torch.tensor(list(values), dtype=torch.float64).median().item() if values else math.nan
+
+
+@dataclass
+class SliceResult:
+    """A 2-D slice of input space around one test input, for one model.
+
+    Attributes:
+        name: The model's label.
+        classes: [resolution, resolution] predicted classes (rows: adversarial axis).
+        extent: The half-width of the square.
+        nearest: The distance to the nearest boundary in the plane.
+        nearest_angle: The direction of that boundary (radians, from the random axis).
+        adversarial: The distance to the boundary along the adversarial direction.
+        label: The input's true class.
+    """
+
+    name: str
+    classes: list[list[int]]
+    extent: float
+    nearest: float
+    nearest_angle: float
+    adversarial: float
+    label: int
+
+
+def pick_slice_input(models: Sequence[nn.Module], x: Tensor, y: Tensor) -> int:
+    """Picks the test input the decision-region slices go through.
+
+    Args:
+        models: The trained classifiers.
+        x: Test inputs [N, ...].
+        y: Their labels.
+
+    Returns:
+        The index of the first input that every model classifies correctly (else 0).
+    """
+    ok = torch.ones(len(x), dtype=torch.bool)
+    for model in models:
+        ok &= predict(model, x) == y
+    hits = ok.nonzero()
+    return int(hits[0]) if len(hits) else 0
+
+
+def decision_slices(
+    models: Sequence[tuple[str, nn.Module]],
+    x: Tensor,
+    label: int,
+    *,
+    seed: int,
+    max_distance: float = MAX_DISTANCE,
+    resolution: int = 201,
+) -> list[SliceResult]:
+    """The decision regions of each model on a plane through one input.
+
+    The plane is spanned by a random direction (the same draw for every model) and the model's
+    own adversarial direction (its input gradient of the loss); the random direction is made
+    orthogonal to the adversarial one. The square is the same size for every model: 1.5 times
+    the largest nearest-boundary distance, at least 0.5 and at most ``max_distance``.
+
+    Args:
+        models: Labels and trained classifiers.
+        x: One input (no batch dimension).
+        label: Its true class.
+        seed: The random direction is drawn with seed ``seed + 3``.
+        max_distance: How far the boundary searches walk.
+        resolution: Grid points per axis.
+
+    Returns:
+        One slice per model.
+    """
+    gen = torch.Generator().manual_seed(seed + 3)
+    rand = random_directions(x.shape, 1, gen)[0].to(x)
+    planes = []
+    for name, model in models:
+        v = adversarial_directions(model, x[None], torch.tensor([label]))[0]
+        u = rand - (rand * v).sum() * v
+        u = u / u.norm()
+        adv = boundary_distance(model, x, v, max_distance)
+        # The adversarial direction lies in the plane: no nearer boundary can be farther away.
+        reach = min(max_distance, adv + 0.1) if math.isfinite(adv) else max_distance
+        nearest, angle = nearest_in_plane(model, x, u, v, max_distance=reach)
+        planes.append((name, model, u, v, nearest, angle, adv))
+    finite = [p[4] for p in planes if math.isfinite(p[4])]
+    extent = min(max_distance, max(0.5, 1.5 * max(finite, default=0.0)))
+    return [
+        SliceResult(
+            name=name,
+            classes=decision_slice(model, x, u, v, extent, resolution).tolist(),
+            extent=extent,
+            nearest=nearest,
+            nearest_angle=angle,
+            adversarial=adv,
+            label=label,
+        )
+        for name, model, u, v, nearest, angle, adv in planes
+    ]

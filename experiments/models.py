@@ -1,0 +1,87 @@
+"""The classifiers the experiments train, and their batched predictions."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+
+class MLP(nn.Module):
+    """A fully connected classifier: inputs -> 200 -> 200 -> classes with ReLUs (as upstream)."""
+
+    def __init__(self, inputs: int = 64, classes: int = 10, hidden: int = 200) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(inputs, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, classes),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Maps images [B, ...] to logits [B, classes]."""
+        return self.net(x)
+
+
+class LeNet5(nn.Module):
+    """LeNet-5 for 1x28x28 images: two 5x5 convolutions with max pooling, then 120-84-classes."""
+
+    def __init__(self, classes: int = 10) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 6, 5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(6, 16, 5),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        )
+        self.head = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(16 * 5 * 5, 120),
+            nn.ReLU(),
+            nn.Linear(120, 84),
+            nn.ReLU(),
+            nn.Linear(84, classes),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Maps images [B, 1, 28, 28] to logits [B, classes]."""
+        return self.head(self.features(x))
+
+
+def default_model(image_shape: Sequence[int], classes: int = 10) -> nn.Module:
+    """Picks the model the evaluation trains for images of a given shape.
+
+    Args:
+        image_shape: The shape of one image, without the batch dimension.
+        classes: The number of classes.
+
+    Returns:
+        LeNet-5 for 1x28x28 images (MNIST), otherwise an MLP with two hidden layers of 200.
+    """
+    if tuple(image_shape) == (1, 28, 28):
+        return LeNet5(classes)
+    return MLP(inputs=math.prod(image_shape), classes=classes)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: Tensor, batch_size: int = 4096) -> Tensor:
+    """Predicted classes of a batch of inputs, computed in chunks.
+
+    Args:
+        model: The classifier.
+        x: Inputs [N, ...].
+        batch_size: Inputs per forward pass.
+
+    Returns:
+        The argmax of the logits, [N] int64.
+    """
+    if len(x) == 0:
+        return torch.zeros(0, dtype=torch.long, device=x.device)
+    return torch.cat([model(chunk).argmax(1) for chunk in x.split(batch_size)])

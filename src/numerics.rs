@@ -1,0 +1,76 @@
+//! Squared norms, row normalisation and reductions, accumulated in a precision that does not overflow.
+
+use crate::error::Result;
+use crate::options::Reduction;
+use tch::{Kind, Tensor};
+
+/// The kind sums of squares are accumulated in: half-precision values overflow and lose digits.
+pub fn accumulation_kind(kind: Kind) -> Kind {
+    match kind {
+        Kind::Half | Kind::BFloat16 => Kind::Float,
+        other => other,
+    }
+}
+
+/// ‖g‖² over all elements, summed without a square root.
+pub fn squared_norm(grad: &Tensor) -> Result<Tensor> {
+    let flat = grad.f_reshape([-1i64])?;
+    match flat.f_kind()? {
+        Kind::Float | Kind::Double => Ok(flat.f_dot(&flat)?),
+        kind => Ok(flat.f_square()?.f_sum(accumulation_kind(kind))?),
+    }
+}
+
+/// ‖g_b‖² for each sample b of a gradient whose first dimension is the batch.
+pub fn per_sample_squared_norms(grad: &Tensor, batch: i64) -> Result<Tensor> {
+    let kind = accumulation_kind(grad.f_kind()?);
+    Ok(grad.f_reshape([batch, -1])?.f_square()?.f_sum_dim_intlist(
+        [1i64].as_slice(),
+        false,
+        kind,
+    )?)
+}
+
+/// Divides each row of a [B, K] matrix by its Euclidean norm (as upstream: a zero row, which a
+/// Gaussian draw never gives, would become NaN).
+pub fn normalize_rows(rows: &Tensor) -> Result<Tensor> {
+    let norm = rows.f_norm_scalaropt_dim(2.0, [1i64].as_slice(), true)?;
+    Ok(rows.f_div(&norm)?)
+}
+
+/// The smallest positive normal number of a floating-point kind.
+pub fn tiny(kind: Kind) -> f64 {
+    match kind {
+        Kind::Half => 6.103_515_625e-5,
+        Kind::Double => f64::MIN_POSITIVE,
+        _ => f32::MIN_POSITIVE as f64,
+    }
+}
+
+/// Rows divided by their norms; a zero row stays zero instead of becoming NaN.
+pub fn unit_rows(rows: &Tensor) -> Result<Tensor> {
+    let norm = rows
+        .f_norm_scalaropt_dim(2.0, [1i64].as_slice(), true)?
+        .f_clamp_min(tiny(rows.f_kind()?))?;
+    Ok(rows.f_div(&norm)?)
+}
+
+/// Per-sample zeros [B] for an empty batch or an empty output, still attached to y's graph so
+/// that `loss.backward()` works on them.
+pub fn attached_zeros(y: &Tensor, batch: i64, per_sample: i64) -> Result<Tensor> {
+    Ok(y.f_reshape([batch, per_sample])?
+        .f_sum_dim_intlist([1i64].as_slice(), false, None)?
+        .f_mul_scalar(0.0)?)
+}
+
+/// `factor` · reduce(values) for per-sample values [B]; the mean of an empty batch is 0, not NaN.
+pub fn reduce(values: &Tensor, reduction: Reduction, factor: f64) -> Result<Tensor> {
+    let batch = values.size1()?;
+    Ok(match reduction {
+        Reduction::None => values.f_mul_scalar(factor)?,
+        Reduction::Sum => values.f_sum(None)?.f_mul_scalar(factor)?,
+        Reduction::Mean => values
+            .f_sum(None)?
+            .f_mul_scalar(factor / batch.max(1) as f64)?,
+    })
+}

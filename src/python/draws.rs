@@ -1,0 +1,104 @@
+//! Draws from a caller's `torch.Generator`, which tch cannot reach: torch.randn, called under the GIL.
+
+use super::args::type_name;
+use super::errors::callback_error;
+use crate::directions::Normal;
+use crate::error::{Error, Result};
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use pyo3_tch::PyTensor;
+use tch::{Device, Kind, Tensor};
+
+// pyo3 0.21 (the pyo3-tch of torch 2.5 and 2.6) and 0.24 name these differently; the `_bound`
+// spellings exist in both (deprecated in 0.24).
+#[allow(deprecated)]
+fn torch_module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
+    py.import_bound("torch")
+}
+
+#[allow(deprecated)]
+fn new_dict(py: Python<'_>) -> Bound<'_, PyDict> {
+    PyDict::new_bound(py)
+}
+
+/// A caller's generator and the device it draws on.
+pub struct Generator {
+    generator: Py<PyAny>,
+    device: Device,
+}
+
+impl Generator {
+    /// None for None; a TypeError for anything but a torch.Generator.
+    pub fn from_arg(ob: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Self>> {
+        let Some(ob) = ob.filter(|ob| !ob.is_none()) else {
+            return Ok(None);
+        };
+        let py = ob.py();
+        let torch = torch_module(py)?;
+        if !ob.is_instance(&torch.getattr(intern!(py, "Generator"))?)? {
+            return Err(Error::type_error(format!(
+                "generator must be a torch.Generator or None, got {}",
+                type_name(ob)
+            ))
+            .into());
+        }
+        let device = ob.getattr(intern!(py, "device"))?;
+        let kind: String = device.getattr(intern!(py, "type"))?.extract()?;
+        let index: Option<usize> = device.getattr(intern!(py, "index"))?.extract()?;
+        let device = match kind.as_str() {
+            "cpu" => Device::Cpu,
+            "cuda" => Device::Cuda(match index {
+                Some(index) => index,
+                None => torch
+                    .getattr(intern!(py, "cuda"))?
+                    .call_method0(intern!(py, "current_device"))?
+                    .extract()?,
+            }),
+            "mps" => Device::Mps,
+            other => {
+                return Err(Error::runtime_error(format!(
+                    "generator is for device {other}, which this library does not support; use \
+                     a generator of the CPU or of a CUDA device"
+                ))
+                .into())
+            }
+        };
+        Ok(Some(Generator {
+            generator: ob.clone().unbind(),
+            device,
+        }))
+    }
+}
+
+/// torch's name of a dtype the core draws in.
+fn dtype_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Half => "float16",
+        Kind::BFloat16 => "bfloat16",
+        Kind::Double => "float64",
+        _ => "float32",
+    }
+}
+
+impl Normal for Generator {
+    fn device(&self) -> Option<Device> {
+        Some(self.device)
+    }
+
+    fn draw(&self, shape: &[i64], kind: Kind, device: Device) -> Result<Tensor> {
+        Python::with_gil(|py| -> PyResult<Tensor> {
+            let torch = torch_module(py)?;
+            let kwargs = new_dict(py);
+            kwargs.set_item(intern!(py, "generator"), self.generator.bind(py))?;
+            kwargs.set_item(intern!(py, "dtype"), torch.getattr(dtype_name(kind))?)?;
+            kwargs.set_item(intern!(py, "device"), crate::checks::device_name(device))?;
+            let noise = torch
+                .getattr(intern!(py, "randn"))?
+                .call((shape.to_vec(),), Some(&kwargs))?;
+            let PyTensor(noise) = noise.extract()?;
+            Ok(noise)
+        })
+        .map_err(callback_error)
+    }
+}

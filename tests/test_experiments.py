@@ -1,0 +1,267 @@
+"""The evaluation beside the library: data, attacks, noise, margins against closed forms, the
+smoke run of `python -m experiments` and the page it writes."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import re
+
+import pytest
+import torch
+from torch import nn
+
+from experiments import attacks, margins
+from experiments.__main__ import main
+from experiments.data import load_digits, load_mnist, mnist_available, subset
+from experiments.evaluation import accuracy, jacobian_norm_sq
+from experiments.models import MLP
+from experiments.report import format_table
+from experiments.training import train_model
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The models are tiny: one thread is as fast, and immune to spin-waits on shared cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_digits(seed=0)
+
+
+@pytest.fixture(scope="module")
+def undefended(digits):
+    """An MLP trained briefly on the digits without any regularization."""
+    train, _ = digits
+    torch.manual_seed(0)
+    model = MLP()
+    train_model(model, train, epochs=4, lr=0.05, batch_size=64, seed=0)
+    return model
+
+
+def test_undefended_model_learns(digits, undefended):
+    _, test = digits
+    x, y = test.tensors
+    assert accuracy(undefended, x, y) > 0.85
+
+
+@pytest.mark.parametrize("attack", ["fgsm", "pgd"])
+@pytest.mark.parametrize("epsilon", [0.05, 0.2])
+def test_attacks_stay_in_the_ball_and_data_range(digits, undefended, attack, epsilon):
+    _, test = digits
+    x, y = (t[:200] for t in test.tensors)
+    if attack == "fgsm":
+        adv = attacks.fgsm(undefended, x, y, epsilon)
+    else:
+        adv = attacks.pgd(
+            undefended, x, y, epsilon, steps=10, generator=torch.Generator().manual_seed(0)
+        )
+    assert adv.shape == x.shape and not adv.requires_grad
+    assert (adv - x).abs().max() <= epsilon + 1e-6
+    assert adv.min() >= 0 and adv.max() <= 1
+    assert (adv != x).any()
+
+
+def test_attacks_lower_accuracy_of_an_undefended_model(digits, undefended):
+    _, test = digits
+    x, y = test.tensors
+    clean = accuracy(undefended, x, y)
+    fgsm = attacks.attack_accuracy(undefended, x, y, attacks.fgsm, 0.1)
+    gen = torch.Generator().manual_seed(0)
+
+    def attack(model, xb, yb, eps):
+        return attacks.pgd(model, xb, yb, eps, steps=10, generator=gen)
+
+    pgd = attacks.attack_accuracy(undefended, x, y, attack, 0.1)
+    assert fgsm < clean - 0.2
+    assert pgd <= fgsm + 0.01
+
+
+def test_pgd_is_reproducible_and_zero_epsilon_is_identity(digits, undefended):
+    _, test = digits
+    x, y = (t[:50] for t in test.tensors)
+    first = attacks.pgd(undefended, x, y, 0.1, steps=3, generator=torch.Generator().manual_seed(5))
+    again = attacks.pgd(undefended, x, y, 0.1, steps=3, generator=torch.Generator().manual_seed(5))
+    torch.testing.assert_close(first, again, rtol=0, atol=0)
+    torch.testing.assert_close(attacks.pgd(undefended, x, y, 0.0), x, rtol=0, atol=0)
+    torch.testing.assert_close(attacks.fgsm(undefended, x, y, 0.0), x, rtol=0, atol=0)
+
+
+def test_white_noise_is_seeded_and_clipped():
+    x = torch.full((100, 1, 8, 8), 0.5)
+    noisy = attacks.white_noise(x, 0.6, torch.Generator().manual_seed(1))
+    again = attacks.white_noise(x, 0.6, torch.Generator().manual_seed(1))
+    torch.testing.assert_close(noisy, again, rtol=0, atol=0)
+    assert noisy.min() == 0 and noisy.max() == 1
+    raw = attacks.white_noise(x, 0.6, torch.Generator().manual_seed(1), clip=None)
+    assert (raw - x).std() == pytest.approx(0.6, rel=0.05)
+
+
+def test_jacobian_norm_matches_dense_jacobian(digits):
+    _, test = digits
+    torch.manual_seed(0)
+    model = MLP()
+    x = test.tensors[0][:40]
+    jac = torch.autograd.functional.jacobian(lambda t: model(t).sum(0), x)  # [C, N, 1, 8, 8]
+    expected = jac.pow(2).sum().item() / len(x)
+    assert jacobian_norm_sq(model, x, batch_size=16) == pytest.approx(expected, rel=1e-4)
+
+
+def linear_margin(layer: nn.Linear, x: torch.Tensor, u: torch.Tensor) -> float:
+    """Distance along unit u from x to the first boundary w_i.x+b_i = w_j.x+b_j (closed form)."""
+    w, b = layer.weight.detach(), layer.bias.detach()
+    i = int((w @ x + b).argmax())
+    best = math.inf
+    for j in range(len(b)):
+        if j == i:
+            continue
+        gap = (w[i] - w[j]) @ x + (b[i] - b[j])
+        slope = -(w[i] - w[j]) @ u
+        if slope > 0:
+            best = min(best, float(gap / slope))
+    return best
+
+
+def test_margins_of_a_linear_model_match_the_closed_form():
+    torch.manual_seed(3)
+    layer = nn.Linear(6, 4).double()
+    x = torch.randn(64, 6, dtype=torch.float64)
+    u = margins.unit(torch.randn(64, 6, dtype=torch.float64))
+    expected = torch.tensor(
+        [linear_margin(layer, xi, ui) for xi, ui in zip(x, u)], dtype=torch.float64
+    )
+    ours = margins.boundary_distances(layer, x, 3.7 * u, max_distance=1e3, scan_step=0.5, tol=1e-7)
+    finite = torch.isfinite(expected)
+    assert finite.sum() > 40
+    torch.testing.assert_close(ours[finite], expected[finite], rtol=0, atol=1e-6)
+    # Rays that leave no region never cross, and rays longer than max_distance are not followed.
+    far = expected > 1e3
+    assert torch.isinf(ours[far]).all()
+    one = margins.boundary_distance(layer, x[0], u[0], max_distance=1e3, scan_step=0.5, tol=1e-7)
+    assert one == pytest.approx(float(expected[0]), abs=1e-6)
+
+
+def test_margin_without_boundary_is_inf():
+    layer = nn.Linear(2, 2).double()
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[1.0, 0.0], [-1.0, 0.0]]))
+        layer.bias.zero_()
+    x = torch.tensor([[1.0, 0.0]], dtype=torch.float64)
+    away = torch.tensor([[1.0, 0.0]], dtype=torch.float64)
+    toward = torch.tensor([[-1.0, 0.0]], dtype=torch.float64)
+    assert torch.isinf(margins.boundary_distances(layer, x, away, max_distance=5)).all()
+    assert margins.boundary_distances(layer, x, toward, max_distance=5).item() == pytest.approx(
+        1.0, abs=1e-4
+    )
+
+
+def test_decision_slice_and_nearest_boundary_in_plane():
+    layer = nn.Linear(3, 2).double()
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[1.0, 0.0, 0.0], [-1.0, 0.0, 0.0]]))
+        layer.bias.zero_()
+    x = torch.tensor([0.5, 0.0, 0.0], dtype=torch.float64)
+    u = torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64)
+    v = torch.tensor([-1.0, 0.0, 0.0], dtype=torch.float64)
+    grid = margins.decision_slice(layer, x, u, v, extent=1.0, resolution=5)
+    assert grid.shape == (5, 5)
+    # Rows go along v: x_0 = 0.5 - b, so class 1 only where b > 0.5 (the top row, b = 1).
+    assert grid[-1].eq(1).all() and grid[:-1].eq(0).all()
+    dist, angle = margins.nearest_in_plane(layer, x, u, v, angles=8)
+    assert dist == pytest.approx(0.5, abs=1e-3)
+    assert angle == pytest.approx(math.pi / 2)
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """A --quick run of `python -m experiments` that writes its page beside the figures' folder.
+
+    Returns the folder, the result and what the run printed.
+    """
+    root = tmp_path_factory.mktemp("smoke")
+    threads = torch.get_num_threads()
+    argv = ["--quick", "--out", str(root / "figures"), "--page", str(root / "robustness.md")]
+    printed = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(printed):
+            result = main([*argv, "--seed", "1"])
+    finally:
+        # Restores the global settings the command changes: thread count and denormal flushing.
+        torch.set_num_threads(threads)
+        torch.set_flush_denormal(False)
+    return root, result, printed.getvalue()
+
+
+def test_smoke_run_writes_json_and_figures(smoke):
+    root, result, _ = smoke
+    assert result.models[0].name == "no regularization"
+    assert len(result.models) == 3
+    data = json.loads((root / "figures" / "robustness.json").read_text())
+    assert data["dataset"] == "digits" and data["test_size"] == 100
+    assert data["config"]["epochs"] == 1 and data["config"]["pgd_steps"] == 20
+    for model in data["models"]:
+        assert len(model["noise_accuracy"]) == len(data["config"]["sigmas"])
+        assert len(model["pgd_accuracy"]) == len(data["config"]["epsilons"])
+        assert model["jacobian_sq"] > 0 and 0 <= model["clean_accuracy"] <= 1
+        assert set(model["margin_random"]) >= {"q50", "not_found"}
+    for name in ("accuracy.png", "margins.png", "margin_histogram.png"):
+        png = root / "figures" / name
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert png.stat().st_size < 200_000
+
+
+def test_smoke_run_prints_the_tables(smoke):
+    root, result, out = smoke
+    assert "Data: digits (200 training, 100 test images); 1 epochs" in out
+    assert "| PGD-20 |" in out and "| white noise |" in out
+    assert format_table(result) in out
+    page = root / "robustness.md"
+    assert f"Wrote {root / 'figures' / 'robustness.json'} and 3 PNGs, and {page} in " in out
+
+
+def test_smoke_run_writes_the_page_from_its_result(smoke):
+    root, result, _ = smoke
+    page = (root / "robustness.md").read_text()
+    assert page.startswith("# Robustness\n")
+    assert format_table(result) in page
+    base, reg = result.models[0], result.models[-1]
+    assert f"({base.jacobian_sq:.4g} → {reg.jacobian_sq:.4g}; target: at least 30 times)" in page
+    assert f"{round(result.seconds)} s of wall time" in page
+    assert f"{result.machine['cpu_count']} {result.machine['processor']} CPU cores" in page
+    # The command that wrote it, in a sh block; no python block (the docs' blocks are executed).
+    assert f"```sh\npython -m experiments --quick --out {root / 'figures'}" in page
+    assert "```python" not in page
+    # The figures are linked relative to the page.
+    links = re.findall(r"!\[[^]]*\]\(([^)]*)\)", page)
+    assert links == ["figures/accuracy.png", "figures/margins.png", "figures/margin_histogram.png"]
+    assert all((root / link).is_file() for link in links)
+
+
+def test_digits_split():
+    train, test = load_digits()
+    assert len(train) + len(test) == 1797
+    x, y = train.tensors
+    assert x.shape[1:] == (1, 8, 8) and x.dtype == torch.float32
+    assert 0 <= x.min() and x.max() <= 1 and y.dtype == torch.int64
+    assert len(subset(train, 10)) == 10 and subset(train, None) is train
+
+
+def test_mnist_files_on_disk_load(mnist_dir):
+    assert mnist_available(mnist_dir)
+    train, test = load_mnist(mnist_dir)
+    assert train.tensors[0].shape == (128, 1, 28, 28) and len(test) == 64
+    x, y = train.tensors
+    assert x.dtype == torch.float32 and 0 <= x.min() and x.max() <= 1 and y.dtype == torch.int64
+
+
+def test_missing_mnist_raises(tmp_path):
+    assert not mnist_available(tmp_path)
+    with pytest.raises(FileNotFoundError, match="--download"):
+        load_mnist(tmp_path)
