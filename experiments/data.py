@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,23 @@ from torch.utils.data import TensorDataset
 MNIST_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+# The MD5s of the four uncompressed IDX files as LeCun's site served them (and as torchvision,
+# PyTorch's own CI scripts and many others check them), and of Zalando's Fashion-MNIST files.
+CANONICAL_MD5 = {
+    "MNIST": {
+        "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+        "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+        "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+        "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
+    },
+    "Fashion-MNIST": {
+        "train-images-idx3-ubyte": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
+        "train-labels-idx1-ubyte": "9018921c3c673c538a1fc5bad174d6f9",
+        "t10k-images-idx3-ubyte": "8181f5470baa50b63fa0f6fddb340f0a",
+        "t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965",
+    },
 }
 
 
@@ -51,16 +69,70 @@ def _find(data_dir: Path, name: str) -> Path | None:
     return None
 
 
-def _read_idx(path: Path) -> np.ndarray:
-    """Reads an IDX file of unsigned bytes, gzipped or not, into an array of its shape."""
+def _read_bytes(path: Path) -> bytes:
+    """The contents of a file, decompressed when its name ends in ``.gz``."""
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rb") as f:
-        data = f.read()
+        return f.read()
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    """Reads an IDX file of unsigned bytes, gzipped or not, into an array of its shape."""
+    data = _read_bytes(path)
     zero, dtype_code, ndim = data[0] * 256 + data[1], data[2], data[3]
     if zero != 0 or dtype_code != 0x08:
         raise ValueError(f"{path} is not an IDX file of unsigned bytes")
     shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """Encodes an array of unsigned bytes as an IDX file (the format of the MNIST files).
+
+    Args:
+        array: Integers in [0, 255], of any shape (at most 255 dimensions).
+
+    Returns:
+        The file's contents: the magic number (type 0x08, the dimension count), each dimension
+        as a big-endian 32-bit integer, then the values in C order.
+
+    Raises:
+        ValueError: A value is outside [0, 255].
+    """
+    array = np.asarray(array)
+    if array.size and (array.min() < 0 or array.max() > 255):
+        raise ValueError("IDX files of unsigned bytes hold values in [0, 255] only")
+    header = bytes([0, 0, 0x08, array.ndim])
+    header += b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    return header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
+
+
+def check_md5(data_dir: str | Path, expected: dict[str, str]) -> None:
+    """Checks IDX files against known MD5s of their uncompressed contents.
+
+    Args:
+        data_dir: A folder in one of the layouts :func:`mnist_available` accepts.
+        expected: The MD5 (hex) of each uncompressed file, by file name.
+
+    Raises:
+        FileNotFoundError: A file is missing.
+        ValueError: A file's contents differ from the expected ones; the message names each such
+            file with both MD5s.
+    """
+    root = Path(data_dir)
+    wrong = []
+    for name, md5 in expected.items():
+        path = _find(root, name)
+        if path is None:
+            raise FileNotFoundError(f"{name} (or {name}.gz) is missing under {root}")
+        got = hashlib.md5(_read_bytes(path)).hexdigest()
+        if got != md5:
+            wrong.append(f"{path}: MD5 {got}, expected {md5}")
+    if wrong:
+        raise ValueError(
+            "these files are not the canonical ones (MD5 of the uncompressed contents):\n  "
+            + "\n  ".join(wrong)
+        )
 
 
 def mnist_available(data_dir: str | Path) -> bool:
