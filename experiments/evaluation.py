@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
-from jacobian import JacobianReg
+from jacobian import jacobian_norm
 from torch import Tensor, nn
 from torch.utils.data import TensorDataset
 
@@ -50,11 +50,11 @@ def accuracy(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 4096) -> 
     return (predict(model, x, batch_size) == y).float().mean().item()
 
 
-def jacobian_norm_sq(model: nn.Module, x: Tensor, batch_size: int = 256) -> float:
-    """The mean exact squared Frobenius norm of the input-output Jacobian per input.
+def jacobian_norms(model: nn.Module, x: Tensor, batch_size: int = 256) -> Tensor:
+    """The exact squared Frobenius norm of the input-output Jacobian of each input.
 
-    Uses ``JacobianReg(n=-1)`` under ``torch.no_grad()`` after a forward pass with gradients:
-    per batch, the mean of ``||J_b||_F^2`` is twice the regularizer's value.
+    Uses :func:`jacobian.jacobian_norm` under ``torch.no_grad()`` after a forward pass with
+    gradients (one backward pass per output element, no double-backward graph).
 
     Args:
         model: The classifier.
@@ -62,17 +62,31 @@ def jacobian_norm_sq(model: nn.Module, x: Tensor, batch_size: int = 256) -> floa
         batch_size: Inputs per forward pass.
 
     Returns:
-        The mean of ``||d model(x_b) / d x_b||_F^2`` over the N inputs.
+        [N] values ``||d model(x_n) / d x_n||_F^2`` (float64).
     """
-    reg = JacobianReg(n=-1)
-    total = 0.0
+    norms = []
     for chunk in x.split(batch_size):
         chunk = chunk.detach().clone().requires_grad_(True)
         with torch.enable_grad():
             output = model(chunk)
         with torch.no_grad():
-            total += 2.0 * reg(chunk, output).item() * len(chunk)
-    return total / len(x)
+            norms.append(jacobian_norm(chunk, output).double())
+    return torch.cat(norms) if norms else torch.zeros(0, dtype=torch.float64)
+
+
+def jacobian_norm_sq(model: nn.Module, x: Tensor, batch_size: int = 256) -> float:
+    """The mean exact squared Frobenius norm of the input-output Jacobian per input.
+
+    Args:
+        model: The classifier.
+        x: Inputs [N, ...].
+        batch_size: Inputs per forward pass.
+
+    Returns:
+        The mean of ``||d model(x_b) / d x_b||_F^2`` over the N inputs (see
+        :func:`jacobian_norms`).
+    """
+    return jacobian_norms(model, x, batch_size).mean().item()
 
 
 @dataclass
@@ -92,7 +106,9 @@ class RobustnessConfig:
         noise_draws: Noise draws per test input and sigma (accuracies are averaged over them).
         clip_noise: Clip noisy inputs to the data range [0, 1], as the attacks are.
         epsilons: L-infinity radii of FGSM and PGD.
-        pgd_steps: PGD's steps (random start, step size 2.5 * epsilon / steps).
+        pgd_steps: PGD's steps per run (random start, step size 2.5 * epsilon / steps).
+        pgd_restarts: PGD's runs from independent random starts, for inputs not yet broken.
+        pgd_losses: The losses PGD's runs ascend in turn (``"ce"``, ``"margin"``).
         margin_samples: Test inputs whose margins are measured (the first ones; None: all).
         margin_directions: Random directions per test input.
         max_distance: How far the margin search walks.
@@ -112,6 +128,8 @@ class RobustnessConfig:
     clip_noise: bool = True
     epsilons: tuple[float, ...] = (0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3)
     pgd_steps: int = 20
+    pgd_restarts: int = 1
+    pgd_losses: tuple[str, ...] = ("ce",)
     margin_samples: int | None = None
     margin_directions: int = 8
     max_distance: float = MAX_DISTANCE
@@ -131,6 +149,7 @@ class ModelResult:
         final_train_loss: Its mean training loss in the last epoch.
         clean_accuracy: Test accuracy.
         jacobian_sq: The mean exact ``||J||_F^2`` per test input.
+        jacobian_frobenius: The mean exact ``||J||_F`` per test input.
         zero_gradient: The share of test inputs whose input gradient of the loss is exactly zero
             (float32 underflow on confident predictions), which gradient attacks cannot move.
         noise_accuracy: Accuracy under white noise, one per ``config.sigmas``.
@@ -148,6 +167,7 @@ class ModelResult:
     final_train_loss: float
     clean_accuracy: float
     jacobian_sq: float
+    jacobian_frobenius: float
     zero_gradient: float
     noise_accuracy: list[float]
     fgsm_accuracy: list[float]
@@ -208,14 +228,25 @@ def evaluate_model(
     clip = DATA_RANGE if config.clip_noise else None
 
     def pgd_attack(m: nn.Module, xb: Tensor, yb: Tensor, eps: float) -> Tensor:
-        return pgd(m, xb, yb, eps, steps=config.pgd_steps, generator=attack_gen)
+        return pgd(
+            m,
+            xb,
+            yb,
+            eps,
+            steps=config.pgd_steps,
+            generator=attack_gen,
+            restarts=config.pgd_restarts,
+            loss=config.pgd_losses,
+        )
 
     steps = ["clean", "noise", "fgsm", "pgd", "margins"]
     out: dict[str, object] = {}
     for step in progress_bar(steps, progress, desc):
         if step == "clean":
             out["clean_accuracy"] = accuracy(model, x, y)
-            out["jacobian_sq"] = jacobian_norm_sq(model, x)
+            norms = jacobian_norms(model, x)
+            out["jacobian_sq"] = norms.mean().item()
+            out["jacobian_frobenius"] = norms.sqrt().mean().item()
             grad = loss_gradient(model, x, y).flatten(1)
             out["zero_gradient"] = (grad == 0).all(1).float().mean().item()
         elif step == "noise":

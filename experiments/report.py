@@ -15,7 +15,7 @@ from typing import TextIO
 
 import torch
 
-from experiments.evaluation import ModelResult, RobustnessResult
+from experiments.evaluation import ModelResult, RobustnessConfig, RobustnessResult
 from experiments.margins import SCAN_STEP, TOLERANCE, median_distance
 from experiments.plots import plot_accuracy, plot_margin_histogram, plot_slices
 
@@ -68,7 +68,8 @@ def model_summary(model: ModelResult) -> dict[str, object]:
         A JSON-ready dict (infinite numbers still to be replaced, see :func:`write_json`).
     """
     out = {k: v for k, v in asdict(model).items() if not k.startswith("margin_")}
-    out["jacobian_frobenius"] = math.sqrt(model.jacobian_sq)
+    out["jacobian_frobenius_sq"] = model.jacobian_sq
+    out["jacobian_frobenius_rms"] = math.sqrt(model.jacobian_sq)
     for key in ("margin_random", "margin_adversarial"):
         out[key] = _quantiles(getattr(model, key))
     return out
@@ -239,6 +240,29 @@ def _status(met: bool) -> str:
     return "met" if met else "**not met**"
 
 
+def describe_pgd(cfg: RobustnessConfig) -> str:
+    """PGD's settings in words: steps, step size, restarts and losses.
+
+    Args:
+        cfg: The evaluation's configuration.
+
+    Returns:
+        A phrase such as "PGD with a random start and 20 steps of 2.5ε/20 ...".
+    """
+    names = {"ce": "the cross-entropy", "margin": "the logit margin of Carlini and Wagner"}
+    losses = " and ".join(dict.fromkeys(names.get(name, name) for name in cfg.pgd_losses))
+    runs = (
+        f"{_plural(cfg.pgd_restarts, 'run')} from independent random starts (cycling through "
+        f"{losses}), each"
+        if cfg.pgd_restarts > 1
+        else f"a random start and, ascending {losses},"
+    )
+    return (
+        f"PGD with {runs} {cfg.pgd_steps} steps of 2.5ε/{cfg.pgd_steps}; an image counts as "
+        "broken at the first iterate the model misclassifies"
+    )
+
+
 def _variants(result: RobustnessResult) -> str:
     """The trained models in words: the baselines and the regularized one."""
     cfg = result.config
@@ -272,12 +296,12 @@ def _method(result: RobustnessResult) -> str:
         f"{_variants(result)}. It then measures each model on the test set:"
     )
     steps = [
-        "the clean accuracy and the mean exact ‖J‖²_F per test image (`JacobianReg(n=-1)` "
-        "under `torch.no_grad()`, twice its value);",
+        "the clean accuracy and the mean exact ‖J‖²_F per test image (`jacobian_norm` under "
+        "`torch.no_grad()`);",
         "the accuracy under white Gaussian noise of standard deviation σ "
         f"({_plural(cfg.noise_draws, 'draw')} per image, {clip}), and under FGSM and PGD "
-        "attacks of L∞ radius ε (plain torch autograd, clipped to [0, 1]; PGD with a random "
-        f"start and {cfg.pgd_steps} steps of 2.5ε/{cfg.pgd_steps}; fixed seeds);",
+        "attacks of L∞ radius ε (plain torch autograd, clipped to [0, 1]; "
+        f"{describe_pgd(cfg)}; fixed seeds);",
         f"margins: the L2 distance from each of {margin_inputs} test images to where the "
         "predicted class changes, along "
         f"{_plural(cfg.margin_directions, 'random direction')} per image and along its "
