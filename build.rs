@@ -1,12 +1,89 @@
-//! Links the Rust tests (tests/*.rs) against libpython and libtorch, which the extension must not link.
+//! Compiles the C++ shim (csrc/engine.cpp) against torch's headers, and links the Rust tests.
 //!
-//! pyo3-tch turns on pyo3's `extension-module` feature, so nothing links libpython: Python
+//! The shim is compiled from the headers of the torch that torch-sys builds against: the same
+//! Python (`python` on PATH in a venv, else `python3`), the same include directories and C++ ABI
+//! flag. pyo3-tch turns on pyo3's `extension-module` feature, so nothing links libpython: Python
 //! provides its symbols when it loads the extension. A test binary has no Python to load it, so
 //! it links libpython itself, and finds it and libtorch at run time through rpaths.
 
-fn main() {
+use std::process::Command;
+
+/// What the torch in the build's Python says about itself: version, C++ ABI, include dirs.
+struct Torch {
+    version: (u32, u32),
+    cxx11_abi: String,
+    includes: Vec<String>,
+}
+
+const QUERY: &str = "
+import torch
+from torch.utils import cpp_extension
+print('VERSION', torch.__version__)
+print('ABI', int(torch._C._GLIBCXX_USE_CXX11_ABI))
+for path in cpp_extension.include_paths():
+    print('INCLUDE', path)
+";
+
+fn query_torch() -> Torch {
+    // torch-sys's choice of interpreter, so that both compile against the same headers.
+    let python = if std::env::var_os("VIRTUAL_ENV").is_some() {
+        "python"
+    } else {
+        "python3"
+    };
+    let output = Command::new(python)
+        .args(["-c", QUERY])
+        .output()
+        .unwrap_or_else(|err| panic!("cannot run {python} to find torch's headers: {err}"));
+    assert!(
+        output.status.success(),
+        "{python} could not import torch to find its headers (activate the venv that holds \
+         the torch to build against):\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut torch = Torch {
+        version: (0, 0),
+        cxx11_abi: "1".to_owned(),
+        includes: vec![],
+    };
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        match line.split_once(' ') {
+            Some(("VERSION", version)) => {
+                let mut parts = version.split(['.', '+']).map(|p| p.parse().unwrap_or(0));
+                torch.version = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+            }
+            Some(("ABI", abi)) => torch.cxx11_abi = abi.to_owned(),
+            Some(("INCLUDE", path)) => torch.includes.push(path.to_owned()),
+            _ => {}
+        }
+    }
+    torch
+}
+
+fn compile_shim() {
+    println!("cargo:rerun-if-changed=csrc/engine.cpp");
+    println!("cargo:rerun-if-env-changed=VIRTUAL_ENV");
+    let torch = query_torch();
+    let mut build = cc::Build::new();
+    build.cpp(true).pic(true).file("csrc/engine.cpp");
+    // -isystem: warnings in torch's own headers are not ours to fix.
+    for include in &torch.includes {
+        build.flag("-isystem").flag(include);
+    }
+    // torch 2.14 and later need C++20; earlier headers compile as C++17, as torch-sys does.
+    let standard = if torch.version >= (2, 15) {
+        "c++20"
+    } else {
+        "c++17"
+    };
+    build
+        .flag(format!("-std={standard}"))
+        .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={}", torch.cxx11_abi))
+        .compile("jacobian_engine");
+}
+
+fn link_rust_tests() {
     println!("cargo::rustc-check-cfg=cfg(no_rust_tests)");
-    println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
     let python = pyo3_build_config::get();
     let torch_lib = std::env::var("DEP_TCH_LIBTORCH_LIB").ok();
@@ -27,4 +104,10 @@ fn main() {
     println!("cargo:rustc-link-arg-tests=-Wl,-rpath,{dir}");
     println!("cargo:rustc-link-arg-tests=-l{name}");
     println!("cargo:rustc-link-arg-tests=-Wl,-rpath,{torch_lib}");
+}
+
+fn main() {
+    println!("cargo:rerun-if-changed=build.rs");
+    compile_shim();
+    link_rust_tests();
 }

@@ -23,7 +23,7 @@ import torch
 
 from benchmarks import page
 from benchmarks.models import CONFIGS
-from benchmarks.steps import VARIANTS, bare_call, evaluation_step, training_step
+from benchmarks.steps import VARIANTS, bare_call, evaluation_step, failing_call, training_step
 from benchmarks.timing import interleaved, ratio_summary
 
 EVAL_CONFIGS = [0, 3]  # the MLP and LeNet-5
@@ -50,7 +50,9 @@ def step_rows(device: torch.device, reps: int, block: float) -> list[dict]:
                     "threads": threads,
                     "ms": {v: 1e3 * statistics.median(t) for v, t in times.items()},
                     "ours_over_reference": ratio_summary(times["ours"], times["reference"]),
+                    "floor_over_reference": ratio_summary(times["floor"], times["reference"]),
                     "ours_over_plain": ratio_summary(times["ours"], times["plain"]),
+                    "params_over_ours": ratio_summary(times["ours_params"], times["ours"]),
                 }
             )
             print(format_step_row(rows[-1]), flush=True)
@@ -121,13 +123,27 @@ def overhead_row(device: torch.device, reps: int, block: float) -> dict:
     return row
 
 
+def error_row(device: torch.device, reps: int, block: float) -> dict:
+    """The cost of a call that fails inside libtorch's engine, ours against the reference's."""
+    torch.set_num_threads(1)
+    model, x, _ = CONFIGS[-1].batch(device)
+    calls = {v: failing_call(v, model, x) for v in ("reference", "ours")}
+    times = interleaved(calls, device, reps, block)
+    row = {"us": {name: 1e6 * statistics.median(t) for name, t in times.items()}}
+    print(
+        f"failing call: ours {row['us']['ours']:.1f} us, reference {row['us']['reference']:.1f} us",
+        flush=True,
+    )
+    return row
+
+
 def memory_rows(device: torch.device) -> list[dict]:
     """Peak memory per variant, each measured in a fresh child process."""
     rows = []
     root = Path(__file__).resolve().parent.parent
     for index, config in enumerate(CONFIGS):
         peaks: dict[str, float] = {}
-        for variant in VARIANTS:
+        for variant in ("plain", "reference", "ours"):
             out = subprocess.run(
                 [sys.executable, "-m", "benchmarks.memory", str(index), variant, str(device)],
                 capture_output=True,
@@ -187,6 +203,7 @@ def main(argv: list[str] | None = None) -> dict:
         "worst_ours_over_reference": max(ratios),
         "evaluation": evaluation_rows(device, reps, block),
         "overhead": overhead_row(device, reps, block),
+        "error": error_row(device, reps, block),
         "memory": [] if args.no_memory else memory_rows(device),
     }
     args.out.mkdir(parents=True, exist_ok=True)

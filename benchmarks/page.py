@@ -21,8 +21,10 @@ INTRO = """\
 interleaved repetitions, a full training step (forward, loss + λ·R, backward, SGD step) three
 ways: without a regularizer (*plain*), with the pure-PyTorch reference of the upstream algorithm
 (`tests/reference.py`) and with ours; then the exact norm computed for logging under
-`torch.no_grad()`, the per-call cost on a tiny model, and the peak tensor memory of each variant
-(from the profiler's allocation events, each variant in a child process of its own). Ratios are
+`torch.no_grad()`, the per-call cost on a tiny model, the cost of a call that fails inside
+libtorch, and the peak tensor memory of each variant (from the profiler's allocation events, each
+variant in a child process of its own). The *floor* is the estimator's bare autograd calls with
+the directions drawn beforehand: the least work any implementation of it does. Ratios are
 medians of paired, interleaved repetitions, with their min-max range: the range shows how noisy
 the machine is. The results are in `benchmarks/results/<device>.json`; this page is generated from
 them (`python -m benchmarks.page`).
@@ -44,15 +46,17 @@ def _steps_section(result: dict) -> list[str]:
     """The training-step table and its summary line."""
     lines = [
         "| configuration | threads | plain ms | reference ms | ours ms | ours/reference "
-        "median [min-max] | ours/plain |",
-        "|---|---|---|---|---|---|---|",
+        "median [min-max] | floor/reference | ours/plain | `inputs=params`/ours |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in result["steps"]:
         r, p = row["ours_over_reference"], row["ours_over_plain"]
+        floor, params = row["floor_over_reference"], row["params_over_ours"]
         lines.append(
             f"| {row['config']} | {row['threads']} | {row['ms']['plain']:.3f} | "
             f"{row['ms']['reference']:.3f} | {row['ms']['ours']:.3f} | "
-            f"{r['median']:.3f} [{r['min']:.3f}-{r['max']:.3f}] | {p['median']:.2f} |"
+            f"{r['median']:.3f} [{r['min']:.3f}-{r['max']:.3f}] | {floor['median']:.3f} | "
+            f"{p['median']:.2f} | {params['median']:.3f} |"
         )
     lines += [
         "",
@@ -88,6 +92,18 @@ def _overhead_section(result: dict) -> list[str]:
     ]
 
 
+def _error_section(result: dict) -> list[str]:
+    """The cost of a call that fails inside libtorch's engine."""
+    if "error" not in result:
+        return []
+    us = result["error"]["us"]
+    return [
+        f"A call that fails inside libtorch's engine (a graph freed by an earlier backward), "
+        f"caught: ours {us['ours']:.1f} µs, the reference's `torch.autograd.grad` "
+        f"{us['reference']:.1f} µs.",
+    ]
+
+
 def _memory_section(result: dict) -> list[str]:
     """Peak tensor memory per variant, when it was measured."""
     if not result.get("memory"):
@@ -107,7 +123,14 @@ def _memory_section(result: dict) -> list[str]:
 def device_section(name: str, result: dict) -> str:
     """Every table of one device's result."""
     lines = [f"## {name.upper()}", "", f"Machine: {result['machine']}.", ""]
-    for section in (_steps_section, _evaluation_section, _overhead_section, _memory_section):
+    sections = (
+        _steps_section,
+        _evaluation_section,
+        _overhead_section,
+        _error_section,
+        _memory_section,
+    )
+    for section in sections:
         lines += [*section(result), ""]
     return "\n".join(lines)
 

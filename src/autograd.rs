@@ -1,35 +1,42 @@
 //! Vector-Jacobian products on libtorch's autograd engine, guarded against roots it would crash on.
 
+use crate::engine;
 use crate::error::{Error, Result};
 use tch::Tensor;
 
-/// The gradient of the scalar `root` with respect to `input`, keeping the graph; None where no
-/// gradient reaches `input`.
+/// The gradient of `output` with respect to `input` for the vector `grad_output` (None: ones,
+/// for a scalar output), keeping the graph; None where no gradient reaches `input`.
 ///
-/// libtorch's engine dereferences the root's grad_fn unchecked, so a root that records no graph
-/// (under torch.inference_mode(), or where every op on the way has a constant backward) would
-/// crash the process: it is caught here instead.
-pub fn gradient(root: &Tensor, input: &Tensor, create_graph: bool) -> Result<Option<Tensor>> {
-    if !root.requires_grad() {
+/// libtorch's engine dereferences the root's grad_fn unchecked, so an output that records no
+/// graph (under torch.inference_mode(), or where every op on the way has a constant backward)
+/// would crash the process: it is caught here instead.
+pub fn gradient(
+    output: &Tensor,
+    input: &Tensor,
+    grad_output: Option<&Tensor>,
+    create_graph: bool,
+) -> Result<Option<Tensor>> {
+    if !output.requires_grad() {
         return Ok(None);
     }
-    let mut grads = Tensor::f_run_backward(&[root], &[input], true, create_graph)?;
-    Ok(grads.pop().filter(Tensor::defined))
+    engine::grad(output, input, grad_output, create_graph)
 }
 
-/// vᵀJ for the scalar `projected` = Σ y·v, keeping y's graph for later backward passes.
+/// vᵀJ: the gradient with respect to `x` of `y` weighted by `v` (y's shape), keeping y's graph
+/// for later backward passes.
 pub fn vector_jacobian_product(
-    projected: &Tensor,
+    y: &Tensor,
+    v: &Tensor,
     x: &Tensor,
     create_graph: bool,
 ) -> Result<Tensor> {
-    if !projected.requires_grad() {
+    if !y.requires_grad() {
         return Err(Error::runtime_error(
             "the regularizer cannot record its backward passes under torch.inference_mode(); \
              use torch.no_grad() for evaluation and logging instead",
         ));
     }
-    match gradient(projected, x, create_graph)? {
+    match gradient(y, x, Some(v), create_graph)? {
         Some(grad) => Ok(grad),
         None => Err(Error::runtime_error(
             "y does not depend on x: no gradient reaches x, so there is no Jacobian to \

@@ -28,6 +28,19 @@ impl Normal for DefaultGenerator {
     }
 }
 
+/// A caller's own directions for one projection, `(C, B) -> [B, C]` (upstream's
+/// `_random_vector` hook), used as they come: not normalised.
+pub type GivenDirections<'a> = &'a dyn Fn(i64, i64) -> Result<Tensor>;
+
+/// Where the directions of random projections come from.
+#[derive(Clone, Copy)]
+pub enum Draws<'a> {
+    /// Standard normal noise, normalised per sample (or orthonormalised).
+    Normal(&'a dyn Normal),
+    /// A caller's own directions (sphere sampling only).
+    Given(GivenDirections<'a>),
+}
+
 /// Refuses a caller's generator for another device than y's: torch would raise a less clear
 /// error, or (for another CUDA device) silently draw from a generator the caller did not pass.
 fn check_generator_device(normal: &dyn Normal, device: Device) -> Result<()> {
@@ -54,6 +67,13 @@ pub enum Directions<'a> {
     },
     /// n orthonormal columns per sample, [B, C, n].
     Orthogonal(Tensor),
+    /// A caller's, per projection, cast to y's dtype and device.
+    Given {
+        given: GivenDirections<'a>,
+        shape: [i64; 2],
+        kind: Kind,
+        device: Device,
+    },
 }
 
 impl<'a> Directions<'a> {
@@ -64,8 +84,25 @@ impl<'a> Directions<'a> {
         shape: [i64; 2],
         kind: Kind,
         device: Device,
-        normal: &'a dyn Normal,
+        draws: Draws<'a>,
     ) -> Result<Self> {
+        let normal =
+            match (draws, sampling) {
+                (Draws::Normal(normal), _) => normal,
+                (Draws::Given(given), Sampling::Sphere) => {
+                    return Ok(Directions::Given {
+                        given,
+                        shape,
+                        kind,
+                        device,
+                    })
+                }
+                (Draws::Given(_), Sampling::Orthogonal) => return Err(Error::value_error(
+                    "projection=\"orthogonal\" draws its own orthonormal directions, so it cannot \
+                     use the directions of an overridden _random_vector; use the default \
+                     projection=\"sphere\"",
+                )),
+            };
         check_generator_device(normal, device)?;
         match sampling {
             Sampling::Sphere => Ok(Directions::Sphere {
@@ -81,16 +118,38 @@ impl<'a> Directions<'a> {
         }
     }
 
-    /// The k-th direction [B, C] of every sample (for the sphere, a new draw on every call).
-    pub fn get(&self, k: i64) -> Result<Tensor> {
+    /// The k-th direction [B, C] of every sample, times `gain` (for the sphere, a new draw on
+    /// every call).
+    pub fn get(&self, k: i64, gain: f64) -> Result<Tensor> {
         match self {
             Directions::Sphere {
                 normal,
                 shape,
                 kind,
                 device,
-            } => normalize_rows(&normal.draw(shape.as_slice(), *kind, *device)?),
-            Directions::Orthogonal(q) => Ok(q.f_select(2, k)?),
+            } => normalize_rows(&normal.draw(shape.as_slice(), *kind, *device)?, gain),
+            Directions::Orthogonal(q) => Ok(q.f_select(2, k)?.f_mul_scalar(gain)?),
+            Directions::Given {
+                given,
+                shape,
+                kind,
+                device,
+            } => {
+                let [batch, size] = *shape;
+                let v = given(size, batch)?;
+                let found = v.size();
+                // Upstream's hook gives [B] ones for one output per sample.
+                if found != [batch, size] && !(size == 1 && found == [batch]) {
+                    return Err(Error::value_error(format!(
+                        "_random_vector(C={size}, B={batch}) must return a tensor of shape \
+                         [{batch}, {size}], got {found:?}"
+                    )));
+                }
+                Ok(v.f_to_device(*device)?
+                    .f_to_kind(*kind)?
+                    .f_reshape([batch, size])?
+                    .f_mul_scalar(gain)?)
+            }
         }
     }
 }

@@ -1,24 +1,37 @@
 //! The projection estimate of the Jacobian's squared Frobenius norm, built on libtorch's autograd.
 
 use crate::autograd::vector_jacobian_product;
-use crate::checks::{batch_and_size, check_inputs, check_same_batch, Shaped};
-use crate::directions::{Directions, Normal};
+use crate::checks::{
+    batch_and_size, check_autograd_state, check_inputs, check_same_batch, DoubleBackward, Shaped,
+};
+use crate::directions::{Directions, Draws};
 use crate::error::{Error, Interrupt, Result};
-use crate::numerics::{attached_zeros, per_sample_squared_norms, reduce, squared_norm};
+use crate::numerics::{as_rows, attached_zeros, per_sample_squared_norms, reduce, squared_norm};
 use crate::options::{FrobeniusOptions, ProjectionCount, Reduction, Sampling};
 use tch::Tensor;
 
 /// `factor` · reduce_b ‖J_b‖²_F, estimated from projections, for the Jacobian J of `y` ([B, ...])
-/// with respect to `x`; directions are drawn from `normal`.
+/// with respect to `x`; random directions come from `draws`.
 ///
 /// The graph of `y` is always kept for the caller's own backward pass and for repeated calls.
 pub fn squared_frobenius(
     x: &Shaped,
     y: &Shaped,
     options: FrobeniusOptions,
-    normal: &dyn Normal,
+    draws: Draws,
     interrupt: Interrupt,
 ) -> Result<Tensor> {
+    let double_backward = DoubleBackward {
+        what: "the regularizer's gradient",
+        no_grad_helps: true,
+    };
+    check_autograd_state(&y.tensor, options.create_graph.then_some(double_backward))?;
+    if !(options.factor.is_finite() && options.factor >= 0.0) {
+        return Err(Error::value_error(format!(
+            "factor must be a finite number >= 0, got {}",
+            options.factor
+        )));
+    }
     let kind = check_inputs(&x.tensor, &y.tensor)?;
     let (batch, per_sample) = batch_and_size(&y.shape)?;
     let per_sample_out = options.reduction == Reduction::None;
@@ -38,38 +51,67 @@ pub fn squared_frobenius(
         let zeros = attached_zeros(&y.tensor, batch, per_sample)?;
         return reduce(&zeros, options.reduction, options.factor);
     }
+    // Every unit vector in one dimension is ±1, so more draws would repeat the same value; a
+    // caller's own directions are used as given, even there.
+    let draw = match (options.count, draws) {
+        (ProjectionCount::Exact, _) => false,
+        (ProjectionCount::Random(_), Draws::Given(_)) => true,
+        (ProjectionCount::Random(_), Draws::Normal(_)) => per_sample > 1,
+    };
     let count = match options.count {
         ProjectionCount::Exact => per_sample,
-        // Every unit vector in one dimension is ±1, so more draws would repeat the same value.
-        ProjectionCount::Random(_) if per_sample == 1 => 1,
+        ProjectionCount::Random(_) if !draw => 1,
         ProjectionCount::Random(n) => n,
     };
     let device = y.tensor.device();
     let directions = match options.count {
-        ProjectionCount::Random(n) if per_sample > 1 => Some(Directions::new(
+        ProjectionCount::Random(n) if draw => Some(Directions::new(
             options.sampling,
             n,
             [batch, per_sample],
             kind,
             device,
-            normal,
+            draws,
         )?),
         _ => None,
     };
-    // Under torch.no_grad() even the reshaped y would have no grad_fn to differentiate.
-    let total = tch::with_grad(|| -> Result<Tensor> {
-        let y2d = y.tensor.f_reshape([batch, per_sample])?;
+    // factor · C/n for the estimate, and 1/B for the mean. The directions are scaled by its
+    // square root before the engine sees them, so the squared norms come out scaled: no
+    // multiplication is added to the graph that loss.backward() differentiates again.
+    let mut scale = options.factor * per_sample as f64 / count as f64;
+    if options.reduction == Reduction::Mean {
+        scale /= batch as f64;
+    }
+    let gain = scale.sqrt();
+    // Under torch.no_grad() even a selected column of y would have no grad_fn to differentiate.
+    tch::with_grad(|| -> Result<Tensor> {
+        // Each direction goes to the engine as y's grad_output: no (y·v).sum() around it. The
+        // exact value differentiates one output coordinate at a time against constant vectors.
+        let constant = match &directions {
+            Some(_) => None,
+            None if per_sample == 1 => Some(y.tensor.f_full_like(gain)?),
+            None => Some(Tensor::f_full([batch], gain, (kind, device))?),
+        };
+        let y2d = match (&directions, per_sample) {
+            (None, size) if size > 1 => Some(as_rows(&y.tensor, &y.shape, batch, per_sample)?),
+            _ => None,
+        };
         let mut total: Option<Tensor> = None;
         for k in 0..count {
             if k > 0 {
                 interrupt()?;
             }
-            let projected = match &directions {
-                Some(directions) => y2d.f_mul(&directions.get(k)?)?.f_sum(None)?,
-                None if per_sample == 1 => y2d.f_sum(None)?,
-                None => y2d.f_select(1, k)?.f_sum(None)?,
+            let (output, grad_output) = match (&directions, &y2d, &constant) {
+                (Some(directions), _, _) => (
+                    y.tensor.shallow_clone(),
+                    directions.get(k, gain)?.f_reshape(y.shape.as_slice())?,
+                ),
+                (None, Some(y2d), Some(c)) => (y2d.f_select(1, k)?, c.shallow_clone()),
+                (None, None, Some(c)) => (y.tensor.shallow_clone(), c.shallow_clone()),
+                _ => return Err(Error::runtime_error("no direction for this projection")),
             };
-            let vjp = vector_jacobian_product(&projected, &x.tensor, options.create_graph)?;
+            let vjp =
+                vector_jacobian_product(&output, &grad_output, &x.tensor, options.create_graph)?;
             let squared = if per_sample_out {
                 per_sample_squared_norms(&vjp, batch)?
             } else {
@@ -81,12 +123,5 @@ pub fn squared_frobenius(
             });
         }
         total.ok_or_else(|| Error::runtime_error("no projection was taken"))
-    })?;
-    // The batch sum is taken per projection above (a dot product, cheaper than per-sample sums),
-    // so only the scale is left: C/n for the estimate, 1/B for the mean.
-    let mut scale = options.factor * per_sample as f64 / count as f64;
-    if options.reduction == Reduction::Mean {
-        scale /= batch as f64;
-    }
-    Ok(total.f_mul_scalar(scale)?)
+    })
 }

@@ -31,10 +31,16 @@ pub fn per_sample_squared_norms(grad: &Tensor, batch: i64) -> Result<Tensor> {
     )?)
 }
 
-/// Divides each row of a [B, K] matrix by its Euclidean norm (as upstream: a zero row, which a
-/// Gaussian draw never gives, would become NaN).
-pub fn normalize_rows(rows: &Tensor) -> Result<Tensor> {
+/// Divides each row of a [B, K] matrix by its Euclidean norm and multiplies it by `gain` (as
+/// upstream: a zero row, which a Gaussian draw never gives, would become NaN).
+pub fn normalize_rows(rows: &Tensor, gain: f64) -> Result<Tensor> {
     let norm = rows.f_norm_scalaropt_dim(2.0, [1i64].as_slice(), true)?;
+    // The gain goes on the [B, 1] norms, not on the [B, K] rows.
+    let norm = if gain == 1.0 {
+        norm
+    } else {
+        norm.f_div_scalar(gain)?
+    };
     Ok(rows.f_div(&norm)?)
 }
 
@@ -53,6 +59,15 @@ pub fn unit_rows(rows: &Tensor) -> Result<Tensor> {
         .f_norm_scalaropt_dim(2.0, [1i64].as_slice(), true)?
         .f_clamp_min(tiny(rows.f_kind()?))?;
     Ok(rows.f_div(&norm)?)
+}
+
+/// y as a [B, C] matrix: itself when it already is one (a reshape would add a node to its graph).
+pub fn as_rows(y: &Tensor, shape: &[i64], batch: i64, per_sample: i64) -> Result<Tensor> {
+    if shape == [batch, per_sample] {
+        Ok(y.shallow_clone())
+    } else {
+        Ok(y.f_reshape([batch, per_sample])?)
+    }
 }
 
 /// Per-sample zeros [B] for an empty batch or an empty output, still attached to y's graph so

@@ -1,7 +1,9 @@
 //! The per-sample spectral norm (largest singular value) of the Jacobian, by power iteration.
 
 use crate::autograd::{gradient, vector_jacobian_product};
-use crate::checks::{batch_and_size, check_inputs, check_same_batch, Shaped};
+use crate::checks::{
+    batch_and_size, check_autograd_state, check_inputs, check_same_batch, DoubleBackward, Shaped,
+};
 use crate::directions::{start, Normal};
 use crate::error::{Interrupt, Result};
 use crate::numerics::{accumulation_kind, attached_zeros, reduce, tiny, unit_rows};
@@ -22,6 +24,12 @@ pub fn spectral_norms(
     normal: &dyn Normal,
     interrupt: Interrupt,
 ) -> Result<Tensor> {
+    // Power iteration differentiates the backward pass even without gradients.
+    let double_backward = DoubleBackward {
+        what: "the spectral norm's power iteration",
+        no_grad_helps: false,
+    };
+    check_autograd_state(&y.tensor, Some(double_backward))?;
     let kind = check_inputs(&x.tensor, &y.tensor)?;
     let (batch, per_sample) = batch_and_size(&y.shape)?;
     check_same_batch(&x.shape, batch, "the spectral norm")?;
@@ -29,8 +37,9 @@ pub fn spectral_norms(
         return attached_zeros(&y.tensor, batch, per_sample);
     }
     let device = y.tensor.device();
+    // y's grad_outputs are directions of its own shape.
+    let shaped = |v: &Tensor| v.f_reshape(y.shape.as_slice());
     tch::with_grad(|| -> Result<Tensor> {
-        let y2d = y.tensor.f_reshape([batch, per_sample])?;
         let start = if per_sample == 1 {
             // One output per sample: its only directions are ±1, and no draw is needed.
             Tensor::f_ones([batch, 1], (kind, device))?
@@ -44,11 +53,11 @@ pub fn spectral_norms(
                 interrupt()?;
             }
             let v_var = v.f_detach()?.f_set_requires_grad(true)?;
-            let jt_v = vector_jacobian_product(&y2d.f_mul(&v_var)?.f_sum(None)?, &x.tensor, true)?;
+            let jt_v = vector_jacobian_product(&y.tensor, &shaped(&v_var)?, &x.tensor, true)?;
             let jt_v = jt_v.f_reshape([batch, -1])?;
             let u = unit_rows(&jt_v.f_detach()?)?;
-            let u_jt_v = jt_v.f_mul(&u)?.f_sum(None)?;
-            let j_u = match gradient(&u_jt_v, &v_var, false)? {
+            // Ju = d(uᵀ Jᵀv)/dv, with u fed to the engine as Jᵀv's grad_output.
+            let j_u = match gradient(&jt_v, &v_var, Some(&u), false)? {
                 Some(grad) => grad,
                 // Jᵀv does not depend on v only where the Jacobian is zero everywhere.
                 None => v.f_zeros_like()?,
@@ -70,7 +79,7 @@ pub fn spectral_norms(
             }
             previous = Some(sigma);
         }
-        let jt_v = vector_jacobian_product(&y2d.f_mul(&v)?.f_sum(None)?, &x.tensor, create_graph)?;
+        let jt_v = vector_jacobian_product(&y.tensor, &shaped(&v)?, &x.tensor, create_graph)?;
         let jt_v = jt_v.f_reshape([batch, -1])?;
         let u = unit_rows(&jt_v.f_detach()?)?;
         let sigma = jt_v.f_mul(&u)?.f_sum_dim_intlist(

@@ -7,7 +7,8 @@
 
 use _native::autograd::{gradient, vector_jacobian_product};
 use _native::checks::{batch_and_size, check_inputs, check_same_batch, Shaped};
-use _native::directions::{DefaultGenerator, Directions, Normal};
+use _native::directions::{DefaultGenerator, Directions, Draws, Normal};
+use _native::engine::WarningCapture;
 use _native::error::{first_paragraph, Error, Result};
 use _native::frobenius::squared_frobenius;
 use _native::numerics::{reduce, tiny, unit_rows};
@@ -50,7 +51,7 @@ fn estimate_with(
         Shaped::new(x.shallow_clone()),
         Shaped::new(y.shallow_clone()),
     );
-    squared_frobenius(&x, &y, options, normal, &no_interrupt)
+    squared_frobenius(&x, &y, options, Draws::Normal(normal), &no_interrupt)
 }
 
 /// A draw source that hands out prescribed tensors in order, as a caller's generator would.
@@ -203,7 +204,9 @@ fn gradient_of_the_regularizer_reaches_the_weights() {
     )
     .unwrap();
     assert!((scalar(&r) - 0.5 * scalar(&w.square().sum(Kind::Double))).abs() < 1e-12);
-    let grad = gradient(&r, &w, false).unwrap().expect("R depends on W");
+    let grad = gradient(&r, &w, None, false)
+        .unwrap()
+        .expect("R depends on W");
     assert!(max_abs_diff(&grad, &w) < 1e-12);
 }
 
@@ -233,6 +236,97 @@ fn a_callers_draws_are_used_as_drawn() {
     .unwrap();
     assert!(max_abs_diff(&estimate, &(0.5 * layer.exact())) < 1e-12);
     assert!(normal.draws.borrow().is_empty());
+}
+
+#[test]
+fn a_callers_own_directions_are_used_as_given_even_for_one_output() {
+    // Upstream's `_random_vector` hook: directions are used unnormalised, C/n scaling applies.
+    let layer = TanhLayer::new(3, 4, 2, 11);
+    let calls = RefCell::new(Vec::new());
+    let given = |size: i64, batch: i64| -> Result<Tensor> {
+        calls.borrow_mut().push((size, batch));
+        // The first basis vector scaled by 2: ‖2 e₁ᵀ J_b‖² = 4 ‖row 1 of J_b‖².
+        Ok(Tensor::zeros([batch, size], F64).index_fill(1, &Tensor::from_slice(&[0i64]), 2.0))
+    };
+    let options = options(
+        ProjectionCount::Random(3),
+        Sampling::Sphere,
+        Reduction::None,
+    );
+    let x = Shaped::new(layer.x.shallow_clone());
+    let y = Shaped::new(layer.y.shallow_clone());
+    let estimate = squared_frobenius(&x, &y, options, Draws::Given(&given), &no_interrupt).unwrap();
+    // R_b = ½ · C/n · Σ_k ‖v_kᵀ J_b‖² = ½ · 2/3 · 3 · 4 ‖J_b row 1‖² = 4 ‖J_b row 1‖².
+    let slope = (-layer.y.select(1, 0).square() + 1.0).square();
+    let row = layer.w.get(0).square().sum(Kind::Double);
+    assert!(max_abs_diff(&estimate, &(slope * row * 4.0).detach()) < 1e-12);
+    assert_eq!(*calls.borrow(), vec![(2, 3); 3]);
+    // Orthogonal directions cannot come from the hook.
+    let orthogonal = options_with_sampling(Sampling::Orthogonal);
+    let result = squared_frobenius(&x, &y, orthogonal, Draws::Given(&given), &no_interrupt);
+    assert!(matches!(result, Err(Error::Value(m)) if m.contains("_random_vector")));
+    // Wrong shapes are refused with the hook's name.
+    let wrong = |_: i64, _: i64| -> Result<Tensor> { Ok(Tensor::zeros([5], F64)) };
+    let result = squared_frobenius(&x, &y, options, Draws::Given(&wrong), &no_interrupt);
+    assert!(matches!(result, Err(Error::Value(m)) if m.contains("must return a tensor of shape")));
+}
+
+fn options_with_sampling(sampling: Sampling) -> FrobeniusOptions {
+    options(ProjectionCount::Random(1), sampling, Reduction::Mean)
+}
+
+#[test]
+fn a_freed_graph_is_reported_with_the_fix_and_other_engine_errors_stay_whole() {
+    let x = Tensor::ones([2, 3], F64).set_requires_grad(true);
+    let y = x.square();
+    y.sum(Kind::Double).backward();
+    let result = estimate(
+        &x,
+        &y,
+        options(ProjectionCount::Exact, Sampling::Sphere, Reduction::Mean),
+    );
+    assert!(
+        matches!(&result, Err(Error::Runtime(m)) if m.contains("already freed") && m.contains("retain_graph=True")),
+        "{result:?}"
+    );
+    // A grad_output of the wrong shape: libtorch's own error, kept as its exception.
+    let z = x.square();
+    match vector_jacobian_product(&z, &Tensor::ones([5], F64), &x, false) {
+        Err(Error::Torch(exception)) => {
+            assert!(exception.is_c10_error());
+            assert!(
+                exception.message().contains("invalid gradient"),
+                "{exception:?}"
+            );
+            assert!(
+                !exception.message().contains("frame #"),
+                "backtrace kept: {exception:?}"
+            );
+        }
+        other => panic!("expected a libtorch exception, got {other:?}"),
+    }
+}
+
+#[test]
+fn libtorch_warnings_are_captured_instead_of_printed() {
+    let capture = WarningCapture::start();
+    // One value has no unbiased standard deviation: libtorch warns and returns NaN.
+    let _ = Tensor::ones([1], F64).std(true);
+    let warnings = capture.finish();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    let warning = &warnings[0];
+    assert!(
+        warning.message.contains("degrees of freedom"),
+        "{warning:?}"
+    );
+    assert!(!warning.deprecation);
+    assert!(warning.file.is_some() && warning.line > 0);
+    assert!(warning
+        .display_message()
+        .contains("(Triggered internally at "));
+    // Once finished, warnings go where they went before.
+    let after = WarningCapture::start();
+    drop(after);
 }
 
 #[test]
@@ -339,12 +433,12 @@ fn orthogonal_directions_are_orthonormal_per_sample() {
         [4, 6],
         Kind::Double,
         Device::Cpu,
-        &DefaultGenerator,
+        Draws::Normal(&DefaultGenerator),
     )
     .unwrap();
     let q = Tensor::stack(
         &(0..3)
-            .map(|k| directions.get(k).unwrap())
+            .map(|k| directions.get(k, 1.0).unwrap())
             .collect::<Vec<_>>(),
         2,
     ); // [B, C, n]
@@ -361,10 +455,10 @@ fn sphere_directions_are_unit_rows_on_the_requested_dtype() {
         [5, 7],
         Kind::Float,
         Device::Cpu,
-        &DefaultGenerator,
+        Draws::Normal(&DefaultGenerator),
     )
     .unwrap();
-    let v = directions.get(1).unwrap();
+    let v = directions.get(1, 1.0).unwrap();
     assert_eq!(v.kind(), Kind::Float);
     let norms = v.norm_scalaropt_dim(2.0, [1i64].as_slice(), false);
     assert!(max_abs_diff(&norms, &Tensor::ones([5], (Kind::Float, Device::Cpu))) < 1e-6);
@@ -387,8 +481,8 @@ fn zero_rows_stay_zero_in_every_precision() {
 fn a_root_without_a_graph_is_refused_instead_of_crashing_the_engine() {
     let x = Tensor::ones([2], F64).set_requires_grad(true);
     let constant = Tensor::ones([], F64);
-    assert!(gradient(&constant, &x, false).unwrap().is_none());
-    match vector_jacobian_product(&constant, &x, false) {
+    assert!(gradient(&constant, &x, None, false).unwrap().is_none());
+    match vector_jacobian_product(&constant, &Tensor::ones([], F64), &x, false) {
         Err(Error::Runtime(message)) => assert!(message.contains("inference_mode"), "{message}"),
         other => panic!("expected a RuntimeError, got {other:?}"),
     }

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import gc
+import re
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
-import time
 import weakref
 from pathlib import Path
 
@@ -167,26 +166,21 @@ def test_custom_function_and_checkpoint_train_and_match_reference(checkpointed):
         optimizer.step()
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free now (for DDP's rendezvous)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_ddp_gloo_matches_one_process_on_the_whole_batch(tmp_path):
     sys.path.insert(0, str(HERE))
     import ddp_worker
 
-    out = tmp_path / "ddp_params.pt"
-    result = run_child(["ddp_worker.py", str(out), str(free_port())], timeout=240)
+    result = run_child(["ddp_worker.py", str(tmp_path)], timeout=240)
     assert_child_ok(result)
     model, x, target = ddp_worker.setup()
     # One process on the concatenated batch: the batch means of the loss and of the regularizer
     # are the averages of the two halves' means, which is what DDP's gradient averaging computes.
     ddp_worker.train(model, x, target)
-    for ddp_param, param in zip(torch.load(out), model.parameters()):
-        torch.testing.assert_close(ddp_param, param.detach(), rtol=1e-10, atol=1e-12)
+    for rank in (0, 1):
+        ddp_params = torch.load(tmp_path / f"rank{rank}.pt")
+        assert len(ddp_params) == len(list(model.parameters()))
+        for ddp_param, param in zip(ddp_params, model.parameters()):
+            torch.testing.assert_close(ddp_param, param.detach(), rtol=1e-10, atol=1e-12)
 
 
 def test_autocast_bfloat16_close_to_float32():
@@ -223,19 +217,38 @@ def test_compiled_model_raises_a_clear_error_and_no_grad_works():
 
 INTERRUPT_CHILD = textwrap.dedent(
     """
-    import sys, time, torch
+    import os, signal, time, torch
     from jacobian import JacobianReg
 
     x = torch.randn(4, 8, requires_grad=True)
     y = (x @ torch.randn(8, 1)).expand(4, 200000)  # exact mode: 200,000 backward passes
-    print("ready", flush=True)
-    start = time.perf_counter()
+    received = []
+
+    def on_sigint(signum, frame):
+        received.append(time.perf_counter())
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_sigint)
+    passes = []
+
+    def announce(grad):
+        # Runs inside the call, in its backward passes: only then is the parent told to
+        # interrupt, so the signal cannot arrive before the call (or after it ended).
+        passes.append(1)
+        if len(passes) == 3:
+            print("inside the call", flush=True)
+        return grad
+
+    x.register_hook(announce)
     try:
         JacobianReg(n=-1)(x, y)
+        print("finished without interruption", flush=True)
     except KeyboardInterrupt:
-        print(f"interrupted after {time.perf_counter() - start:.2f} s", flush=True)
+        latency = time.perf_counter() - received[0]
+        print(f"interrupted {latency:.3f} s after the signal, after {len(passes)} passes",
+              flush=True)
     small = JacobianReg(n=-1)(x, y[:, :3])
-    print("usable", float(small), flush=True)
+    print("usable", float(small) > 0, flush=True)
     """
 )
 
@@ -247,15 +260,18 @@ def test_ctrl_c_interrupts_a_long_exact_call():
     )  # fmt: skip
     try:
         assert child.stdout is not None
-        assert child.stdout.readline().strip() == "ready"
-        time.sleep(1.0)
-        sent = time.perf_counter()
+        assert child.stdout.readline().strip() == "inside the call"
         child.send_signal(signal.SIGINT)
-        out, err = child.communicate(timeout=30)
-        latency = time.perf_counter() - sent
+        # Generous: the bound that matters is measured inside the child, from the signal's
+        # arrival to KeyboardInterrupt, unaffected by how long a loaded machine takes to run us.
+        out, err = child.communicate(timeout=240)
     finally:
         child.kill()
         child.communicate()
     assert child.returncode == 0, err
-    assert "interrupted after" in out and "usable" in out
-    assert latency < 10, f"took {latency:.1f} s to stop"
+    assert "usable True" in out, out
+    match = re.search(r"interrupted ([0-9.]+) s after the signal", out)
+    assert match, out
+    # Signals are checked between projections, each a few milliseconds here; 2 s is far above
+    # that even at load 4 on 2 cores, and far below the ~200,000 passes left (minutes).
+    assert float(match.group(1)) < 2.0, out

@@ -1,5 +1,7 @@
 """Type stubs for the Rust extension ``jacobian._native``."""
 
+from typing import Callable
+
 import torch
 from torch import Tensor
 
@@ -24,13 +26,15 @@ def frobenius_sq(
     reduction: str,
     factor: float = 0.5,
     generator: torch.Generator | None = None,
-    create_graph: bool = True,
+    directions: Callable[[int, int], Tensor] | None = None,
 ) -> Tensor:
     """Returns factor * reduce_b(C/n * sum_k ||v_k^T J_b||^2): factor * reduce_b ||J_b||_F^2.
 
     Runs without the GIL. ``n`` is the number of random projections, or -1 for the exact value.
     Directions are drawn from ``generator`` (called under the GIL) or torch's default generator
-    of y's device. With ``create_graph`` the result is differentiable; y's graph is always kept.
+    of y's device, or are ``directions(C, B)`` as given. While gradients are enabled the result
+    is differentiable (under no_grad no graph is built); y's graph is always kept. libtorch's
+    exceptions keep their Python types and its warnings are issued as Python warnings.
     """
 
 def spectral_norm(
@@ -39,7 +43,6 @@ def spectral_norm(
     iters: int,
     tol: float,
     generator: torch.Generator | None = None,
-    create_graph: bool = True,
 ) -> Tensor:
     """Returns the per-sample largest singular value [B] of the Jacobian (not squared)."""
 
@@ -51,7 +54,6 @@ def spectral_sq(
     reduction: str,
     factor: float = 0.5,
     generator: torch.Generator | None = None,
-    create_graph: bool = True,
 ) -> Tensor:
     """Returns factor * reduce_b sigma_max(J_b)^2, by power iteration."""
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import Tensor
 
 from jacobian import _native
-from jacobian._graph import check_not_compiled, check_not_inference_mode
 
 
 def jacobian_reg(
@@ -17,6 +18,7 @@ def jacobian_reg(
     reduction: str = "mean",
     projection: str = "sphere",
     generator: torch.Generator | None = None,
+    directions: Callable[[int, int], Tensor] | None = None,
 ) -> Tensor:
     """Half the squared Frobenius norm of the Jacobian of ``y`` w.r.t. ``x``, batch-reduced.
 
@@ -30,6 +32,9 @@ def jacobian_reg(
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
         projection: ``"sphere"`` or ``"orthogonal"``.
         generator: A ``torch.Generator`` on ``y``'s device to draw from instead of the global one.
+        directions: Your own directions instead of random ones on the sphere: a callable
+            ``(C, B) -> Tensor [B, C]`` called once per projection, whose rows are used as they
+            come, unnormalised (upstream's ``_random_vector`` hook; sphere projections only).
 
     Returns:
         A 0-d tensor ([B] with ``reduction="none"``).
@@ -41,11 +46,7 @@ def jacobian_reg(
             was freed, the two are on different devices, ``y`` comes from a torch.compile'd
             model while gradients are enabled, or the call is made under inference mode.
     """
-    check_not_inference_mode()
-    create_graph = torch.is_grad_enabled()
-    if create_graph:
-        check_not_compiled(y)
-    return _native.frobenius_sq(x, y, n, projection, reduction, 0.5, generator, create_graph)
+    return _native.frobenius_sq(x, y, n, projection, reduction, 0.5, generator, directions)
 
 
 def jacobian_norm(
@@ -79,11 +80,7 @@ def jacobian_norm(
         RuntimeError: ``x`` does not require grad, ``y`` is not computed from it, or the call is
             made under ``torch.inference_mode()``.
     """
-    check_not_inference_mode()
-    create_graph = torch.is_grad_enabled()
-    if create_graph:
-        check_not_compiled(y)
-    return _native.frobenius_sq(x, y, n, projection, "none", 1.0, generator, create_graph)
+    return _native.frobenius_sq(x, y, n, projection, "none", 1.0, generator)
 
 
 def spectral_norm(
@@ -120,10 +117,7 @@ def spectral_norm(
         RuntimeError: ``x`` does not require grad, ``y`` is not computed from it, or the call is
             made under ``torch.inference_mode()``.
     """
-    check_not_inference_mode()
-    # Power iteration differentiates the backward pass even without gradients.
-    check_not_compiled(y, "the spectral norm's power iteration", no_grad_helps=False)
-    return _native.spectral_norm(x, y, iters, tol, generator, torch.is_grad_enabled())
+    return _native.spectral_norm(x, y, iters, tol, generator)
 
 
 def jacobian_spectral_reg(
@@ -157,9 +151,7 @@ def jacobian_spectral_reg(
         RuntimeError: ``x`` does not require grad, ``y`` is not computed from it, comes from a
             torch.compile'd model, or the call is made under ``torch.inference_mode()``.
     """
-    check_not_inference_mode()
-    check_not_compiled(y, "the spectral norm's power iteration", no_grad_helps=False)
-    return _native.spectral_sq(x, y, iters, tol, reduction, 0.5, generator, torch.is_grad_enabled())
+    return _native.spectral_sq(x, y, iters, tol, reduction, 0.5, generator)
 
 
 def check_jacobian_reg_options(

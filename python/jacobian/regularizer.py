@@ -7,6 +7,9 @@ from torch import Tensor, nn
 
 from jacobian import functional
 
+# The options a regularizer pickled by the upstream package lacks: it has only `n`.
+_DEFAULTS = {"reduction": "mean", "projection": "sphere", "generator": None}
+
 
 class JacobianReg(nn.Module):
     """Jacobian regularization: half the squared Frobenius norm of d(output)/d(input).
@@ -58,6 +61,24 @@ class JacobianReg(nn.Module):
         self.reduction = reduction
         self.projection = projection
         self.generator = generator
+        if self._overrides_random_vector():
+            if projection != "sphere":
+                raise ValueError(
+                    f"{type(self).__name__} overrides _random_vector, whose directions only "
+                    'projection="sphere" can use; drop projection= or the override'
+                )
+            if generator is not None:
+                raise ValueError(
+                    f"{type(self).__name__} overrides _random_vector, which draws the directions "
+                    "itself, so generator= would be ignored; draw from it in your "
+                    "_random_vector instead"
+                )
+
+    def __setstate__(self, state: dict) -> None:
+        """Restores a pickled regularizer; one pickled by the upstream package has only ``n``."""
+        super().__setstate__(state)
+        for name, default in _DEFAULTS.items():
+            self.__dict__.setdefault(name, default)
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
         """Computes the regularizer for a batch.
@@ -85,7 +106,51 @@ class JacobianReg(nn.Module):
             reduction=self.reduction,
             projection=self.projection,
             generator=self.generator,
+            directions=self._random_vector if self._overrides_random_vector() else None,
         )
+
+    def _overrides_random_vector(self) -> bool:
+        """Whether a subclass chose its own directions by overriding ``_random_vector``."""
+        return type(self)._random_vector is not JacobianReg._random_vector
+
+    def _random_vector(self, C: int, B: int) -> Tensor:
+        """Upstream's direction hook: B directions uniform on the unit sphere of R^C.
+
+        The regularizer draws its own directions, on ``y``'s device and in its dtype; this is
+        called only when a subclass overrides it, and then its rows are used as they come, one
+        call per projection (upstream's semantics). The default returns what upstream's does.
+
+        Args:
+            C: The number of outputs per sample.
+            B: The batch size.
+
+        Returns:
+            A float32 CPU tensor [B, C] of unit rows from the global generator (``B`` ones when
+            ``C`` is 1).
+        """
+        if C == 1:
+            return torch.ones(B)
+        v = torch.randn(B, C)
+        return v / torch.norm(v, 2, 1, True)
+
+    def _jacobian_vector_product(
+        self, y: Tensor, x: Tensor, v: Tensor, create_graph: bool = False
+    ) -> Tensor:
+        """Upstream's helper: the vector-Jacobian product ``v^T dy/dx``, keeping y's graph.
+
+        Args:
+            y: The output.
+            x: The input it was computed from.
+            v: A tensor with y's number of elements (flattened, as upstream does).
+            create_graph: Build the graph of the product, to differentiate it.
+
+        Returns:
+            The gradient with respect to ``x``, of ``x``'s shape.
+        """
+        (grad_x,) = torch.autograd.grad(
+            y.reshape(-1), x, v.reshape(-1), retain_graph=True, create_graph=create_graph
+        )
+        return grad_x
 
     def extra_repr(self) -> str:
         """Shows the options in the module's repr."""

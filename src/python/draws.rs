@@ -13,7 +13,7 @@ use tch::{Device, Kind, Tensor};
 // pyo3 0.21 (the pyo3-tch of torch 2.5 and 2.6) and 0.24 name these differently; the `_bound`
 // spellings exist in both (deprecated in 0.24).
 #[allow(deprecated)]
-fn torch_module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
+pub fn torch_module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
     py.import_bound("torch")
 }
 
@@ -98,6 +98,44 @@ impl Normal for Generator {
                 .call((shape.to_vec(),), Some(&kwargs))?;
             let PyTensor(noise) = noise.extract()?;
             Ok(noise)
+        })
+        .map_err(callback_error)
+    }
+}
+
+/// A caller's own directions: a Python callable `(C, B) -> Tensor [B, C]`, such as an overridden
+/// `JacobianReg._random_vector`, called under the GIL.
+pub struct CallerDirections {
+    callable: Py<PyAny>,
+}
+
+impl CallerDirections {
+    /// None for None; a TypeError for anything that cannot be called.
+    pub fn from_arg(ob: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Self>> {
+        match ob.filter(|ob| !ob.is_none()) {
+            None => Ok(None),
+            Some(ob) if ob.is_callable() => Ok(Some(CallerDirections {
+                callable: ob.clone().unbind(),
+            })),
+            Some(ob) => Err(Error::type_error(format!(
+                "directions must be a callable (C, B) -> Tensor [B, C], got {}",
+                type_name(ob)
+            ))
+            .into()),
+        }
+    }
+
+    /// The directions of one projection.
+    pub fn call(&self, per_sample: i64, batch: i64) -> Result<Tensor> {
+        Python::with_gil(|py| -> PyResult<Tensor> {
+            let v = self.callable.bind(py).call1((per_sample, batch))?;
+            let PyTensor(v) = v.extract().map_err(|_| {
+                PyErr::from(Error::type_error(format!(
+                    "_random_vector(C={per_sample}, B={batch}) must return a torch.Tensor, got {}",
+                    type_name(&v)
+                )))
+            })?;
+            Ok(v)
         })
         .map_err(callback_error)
     }

@@ -4,10 +4,11 @@ mod args;
 mod draws;
 mod errors;
 
-use crate::directions::{DefaultGenerator, Normal};
+use crate::directions::{DefaultGenerator, Draws, Normal};
+use crate::engine::{self, WarningCapture};
 use crate::options::{FrobeniusOptions, SpectralOptions};
 use crate::{frobenius, spectral};
-use draws::Generator;
+use draws::{CallerDirections, Generator};
 use pyo3::prelude::*;
 use tch::Tensor;
 
@@ -18,15 +19,19 @@ const TORCH_VERSION: &str = env!("JACOBIAN_TORCH_VERSION");
 /// Runs `work` without the GIL, with the caller's generator or torch's default one, and returns
 /// its tensor to Python. libtorch's Python engine refuses to run backward while this thread holds
 /// the GIL, and a Python autograd.Function in the model needs the GIL on the engine's threads.
+/// libtorch's warnings meanwhile are collected, then issued as Python warnings.
 fn run_without_gil<'py>(
     py: Python<'py>,
     generator: Option<Generator>,
     work: impl FnOnce(&dyn Normal) -> crate::error::Result<Tensor> + Send,
 ) -> PyResult<Bound<'py, PyAny>> {
+    let capture = WarningCapture::start();
     let result = py.allow_threads(move || match &generator {
         Some(generator) => work(generator),
         None => work(&DefaultGenerator),
-    })?;
+    });
+    errors::issue_warnings(py, capture.finish(), result.is_err())?;
+    let result = result?;
     let ptr = result.pyobject_wrap().map_err(crate::error::Error::from)?;
     // SAFETY: pyobject_wrap returns a new reference to a torch.Tensor.
     Ok(unsafe { Bound::from_owned_ptr(py, ptr as *mut pyo3::ffi::PyObject) })
@@ -50,7 +55,7 @@ fn frobenius_options(
 
 /// factor · reduce_b ‖J_b‖²_F, estimated (see `jacobian._native.pyi`).
 #[pyfunction]
-#[pyo3(signature = (x, y, n, projection, reduction, factor = 0.5, generator = None, create_graph = true))]
+#[pyo3(signature = (x, y, n, projection, reduction, factor = 0.5, generator = None, directions = None))]
 #[allow(clippy::too_many_arguments)]
 fn frobenius_sq<'py>(
     py: Python<'py>,
@@ -61,19 +66,29 @@ fn frobenius_sq<'py>(
     reduction: &Bound<'py, PyAny>,
     factor: f64,
     generator: Option<&Bound<'py, PyAny>>,
-    create_graph: bool,
+    directions: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let (x, y) = args::operands(x, y)?;
-    let options = frobenius_options(n, projection, reduction, factor, create_graph)?;
+    // Differentiable while gradients are enabled; under no_grad, for logging, no graph is built.
+    let options = frobenius_options(n, projection, reduction, factor, engine::grad_enabled())?;
     let generator = Generator::from_arg(generator)?;
+    let directions = CallerDirections::from_arg(directions)?;
     run_without_gil(py, generator, move |normal| {
-        frobenius::squared_frobenius(&x, &y, options, normal, &args::interrupt)
+        let given = |per_sample, batch| match &directions {
+            Some(directions) => directions.call(per_sample, batch),
+            None => Err(crate::error::Error::runtime_error("no caller directions")),
+        };
+        let draws = match &directions {
+            Some(_) => Draws::Given(&given),
+            None => Draws::Normal(normal),
+        };
+        frobenius::squared_frobenius(&x, &y, options, draws, &args::interrupt)
     })
 }
 
 /// σ_max(J_b) per sample, by power iteration (see `jacobian._native.pyi`).
 #[pyfunction]
-#[pyo3(signature = (x, y, iters, tol, generator = None, create_graph = true))]
+#[pyo3(signature = (x, y, iters, tol, generator = None))]
 fn spectral_norm<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
@@ -81,10 +96,10 @@ fn spectral_norm<'py>(
     iters: &Bound<'py, PyAny>,
     tol: &Bound<'py, PyAny>,
     generator: Option<&Bound<'py, PyAny>>,
-    create_graph: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
     let (x, y) = args::operands(x, y)?;
     let power = args::power_iteration(iters, tol)?;
+    let create_graph = engine::grad_enabled();
     let generator = Generator::from_arg(generator)?;
     run_without_gil(py, generator, move |normal| {
         spectral::spectral_norms(&x, &y, power, create_graph, normal, &args::interrupt)
@@ -93,7 +108,7 @@ fn spectral_norm<'py>(
 
 /// factor · reduce_b σ_max(J_b)² (see `jacobian._native.pyi`).
 #[pyfunction]
-#[pyo3(signature = (x, y, iters, tol, reduction, factor = 0.5, generator = None, create_graph = true))]
+#[pyo3(signature = (x, y, iters, tol, reduction, factor = 0.5, generator = None))]
 #[allow(clippy::too_many_arguments)]
 fn spectral_sq<'py>(
     py: Python<'py>,
@@ -104,14 +119,13 @@ fn spectral_sq<'py>(
     reduction: &Bound<'py, PyAny>,
     factor: f64,
     generator: Option<&Bound<'py, PyAny>>,
-    create_graph: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
     let (x, y) = args::operands(x, y)?;
     let options = SpectralOptions {
         power: args::power_iteration(iters, tol)?,
         reduction: args::reduction(reduction)?,
         factor,
-        create_graph,
+        create_graph: engine::grad_enabled(),
     };
     let generator = Generator::from_arg(generator)?;
     run_without_gil(py, generator, move |normal| {

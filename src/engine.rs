@@ -1,0 +1,253 @@
+//! The C++ shim (csrc/engine.cpp): autograd::grad with grad_outputs, and libtorch's exceptions and warnings kept whole.
+
+use crate::error::{Error, Result};
+use std::ffi::{c_char, c_int, c_void, CStr};
+use std::ptr::{null, null_mut, NonNull};
+use tch::Tensor;
+use torch_sys::C_tensor;
+
+#[repr(C)]
+struct RawException {
+    _private: [u8; 0],
+}
+
+#[repr(C)]
+struct RawWarnings {
+    _private: [u8; 0],
+}
+
+extern "C" {
+    fn jac_grad(
+        output: *const C_tensor,
+        input: *const C_tensor,
+        grad_output: *const C_tensor,
+        create_graph: bool,
+        result: *mut *mut C_tensor,
+        error: *mut *mut RawException,
+    ) -> c_int;
+    fn jac_grad_enabled() -> bool;
+    fn jac_inference_mode_enabled() -> bool;
+    fn jac_from_compiled_function(
+        tensor: *const C_tensor,
+        depth: c_int,
+        error: *mut *mut RawException,
+    ) -> c_int;
+    fn jac_exception_message(error: *const RawException) -> *const c_char;
+    fn jac_exception_kind(error: *const RawException) -> c_int;
+    fn jac_exception_set_python_error(error: *const RawException);
+    fn jac_exception_free(error: *mut RawException);
+    fn jac_warnings_new() -> *mut RawWarnings;
+    fn jac_warnings_free(warnings: *mut RawWarnings);
+    fn jac_warnings_install(warnings: *mut RawWarnings) -> *mut c_void;
+    fn jac_warnings_restore(previous: *mut c_void);
+    fn jac_warnings_len(warnings: *const RawWarnings) -> usize;
+    fn jac_warnings_get(
+        warnings: *const RawWarnings,
+        index: usize,
+        deprecation: *mut bool,
+        message: *mut *const c_char,
+        file: *mut *const c_char,
+        line: *mut u32,
+        verbatim: *mut bool,
+    );
+}
+
+/// An exception libtorch threw, kept whole, so that Python can raise it as torch itself would:
+/// a Python hook's own exception as that exception, c10's typed errors as their Python types.
+pub struct TorchException {
+    raw: NonNull<RawException>,
+}
+
+// The shim's object holds a std::exception_ptr and a string, which may move between threads.
+unsafe impl Send for TorchException {}
+unsafe impl Sync for TorchException {}
+
+impl TorchException {
+    /// The message, without libtorch's C++ backtrace.
+    pub fn message(&self) -> &str {
+        // SAFETY: the shim keeps the message alive, NUL-terminated, as long as the object.
+        let message = unsafe { CStr::from_ptr(jac_exception_message(self.raw.as_ptr())) };
+        std::str::from_utf8(message.to_bytes()).unwrap_or("libtorch error (message not UTF-8)")
+    }
+
+    /// Whether it is one of c10's errors (a RuntimeError or one of its typed subclasses), as
+    /// opposed to another C++ exception, such as a Python exception raised inside libtorch.
+    pub fn is_c10_error(&self) -> bool {
+        // SAFETY: a live object made by the shim.
+        unsafe { jac_exception_kind(self.raw.as_ptr()) == 0 }
+    }
+
+    /// Sets Python's error indicator for it, as torch's bindings do (`HANDLE_TH_ERRORS`).
+    ///
+    /// # Safety
+    /// The calling thread must hold the GIL.
+    pub unsafe fn set_python_error(&self) {
+        jac_exception_set_python_error(self.raw.as_ptr());
+    }
+}
+
+impl Drop for TorchException {
+    fn drop(&mut self) {
+        // SAFETY: owned, freed once. Freeing a Python exception takes the GIL in the shim.
+        unsafe { jac_exception_free(self.raw.as_ptr()) }
+    }
+}
+
+impl std::fmt::Debug for TorchException {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TorchException({:?})", self.message())
+    }
+}
+
+/// The gradient of `output` with respect to `input` for the vector `grad_output` (None: ones,
+/// for a scalar output), keeping the graph; None where no gradient reaches `input`.
+///
+/// One call of libtorch's `torch::autograd::grad`: the vector goes to the engine as it is,
+/// with no `(output * v).sum()` built around it. The caller must make sure `output` records a
+/// graph: libtorch's engine would dereference a missing grad_fn.
+pub fn grad(
+    output: &Tensor,
+    input: &Tensor,
+    grad_output: Option<&Tensor>,
+    create_graph: bool,
+) -> Result<Option<Tensor>> {
+    let mut result: *mut C_tensor = null_mut();
+    let mut error: *mut RawException = null_mut();
+    let grad_output = grad_output.map_or(null(), Tensor::as_ptr);
+    // SAFETY: the tensors outlive the call; the shim sets exactly one of result and error.
+    let failed = unsafe {
+        jac_grad(
+            output.as_ptr(),
+            input.as_ptr(),
+            grad_output,
+            create_graph,
+            &mut result,
+            &mut error,
+        )
+    };
+    if failed != 0 {
+        let raw = NonNull::new(error)
+            .ok_or_else(|| Error::runtime_error("autograd failed without an exception"))?;
+        return Err(Error::from_torch(TorchException { raw }));
+    }
+    // SAFETY: a new at::Tensor the shim allocated for us; tch frees it.
+    let grad = unsafe { Tensor::from_ptr(result) };
+    Ok(Some(grad).filter(Tensor::defined))
+}
+
+/// Whether gradients are being recorded on this thread (`torch.is_grad_enabled()`).
+pub fn grad_enabled() -> bool {
+    // SAFETY: reads a thread-local flag.
+    unsafe { jac_grad_enabled() }
+}
+
+/// Whether `torch.inference_mode()` is on for this thread.
+pub fn inference_mode_enabled() -> bool {
+    // SAFETY: reads a thread-local flag.
+    unsafe { jac_inference_mode_enabled() }
+}
+
+/// Whether `tensor` comes straight out of a torch.compile'd function: one of the first `depth`
+/// nodes along its graph's first inputs is a `CompiledFunctionBackward`.
+pub fn from_compiled_function(tensor: &Tensor, depth: i32) -> Result<bool> {
+    let mut error: *mut RawException = null_mut();
+    // SAFETY: the tensor outlives the call; on -1 the shim sets error.
+    match unsafe { jac_from_compiled_function(tensor.as_ptr(), depth, &mut error) } {
+        0 => Ok(false),
+        1 => Ok(true),
+        _ => match NonNull::new(error) {
+            Some(raw) => Err(Error::from_torch(TorchException { raw })),
+            None => Err(Error::runtime_error("reading y's graph failed")),
+        },
+    }
+}
+
+/// One libtorch warning, as torch's bindings hand it to Python.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Warning {
+    /// A DeprecationWarning; else a UserWarning.
+    pub deprecation: bool,
+    pub message: String,
+    /// Where in libtorch it was raised.
+    pub file: Option<String>,
+    pub line: u32,
+    /// Shown as is, attributed to `file`:`line`; else the location is appended to the message.
+    pub verbatim: bool,
+}
+
+impl Warning {
+    /// The message as torch's bindings show a non-verbatim warning.
+    pub fn display_message(&self) -> String {
+        match (&self.file, self.verbatim) {
+            (Some(file), false) => format!(
+                "{} (Triggered internally at {file}:{}.)",
+                self.message, self.line
+            ),
+            _ => self.message.clone(),
+        }
+    }
+}
+
+/// Collects this thread's libtorch warnings while it lives (warnings that the autograd engine's
+/// other threads raise are handed back to this one), instead of letting them go to stderr.
+pub struct WarningCapture {
+    raw: NonNull<RawWarnings>,
+    previous: *mut c_void,
+}
+
+impl WarningCapture {
+    pub fn start() -> Self {
+        // SAFETY: a new handler, installed on this thread until `finish` or drop restores the
+        // previous one; the capture cannot move to another thread (it is not Send).
+        unsafe {
+            let raw = NonNull::new(jac_warnings_new()).expect("the shim allocates a handler");
+            let previous = jac_warnings_install(raw.as_ptr());
+            WarningCapture { raw, previous }
+        }
+    }
+
+    /// Stops collecting and returns the warnings, in the order they were raised.
+    pub fn finish(self) -> Vec<Warning> {
+        // SAFETY: restored on the installing thread (drop restores again: a no-op change).
+        unsafe { jac_warnings_restore(self.previous) };
+        let count = unsafe { jac_warnings_len(self.raw.as_ptr()) };
+        (0..count).map(|index| self.get(index)).collect()
+    }
+
+    fn get(&self, index: usize) -> Warning {
+        let (mut deprecation, mut verbatim, mut line) = (false, false, 0u32);
+        let (mut message, mut file): (*const c_char, *const c_char) = (null(), null());
+        // SAFETY: index < len; the strings live as long as the handler.
+        unsafe {
+            jac_warnings_get(
+                self.raw.as_ptr(),
+                index,
+                &mut deprecation,
+                &mut message,
+                &mut file,
+                &mut line,
+                &mut verbatim,
+            );
+            let text = |ptr: *const c_char| {
+                (!ptr.is_null()).then(|| CStr::from_ptr(ptr).to_string_lossy().into_owned())
+            };
+            Warning {
+                deprecation,
+                message: text(message).unwrap_or_default(),
+                file: text(file),
+                line,
+                verbatim,
+            }
+        }
+    }
+}
+
+impl Drop for WarningCapture {
+    fn drop(&mut self) {
+        // SAFETY: as in `finish`; then the handler, no longer installed, is freed.
+        unsafe {
+            jac_warnings_restore(self.previous);
+            jac_warnings_free(self.raw.as_ptr());
+        }
+    }
+}
