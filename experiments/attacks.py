@@ -193,6 +193,60 @@ def pgd(
     return result
 
 
+def pgd_attack(
+    steps: int,
+    restarts: int = 1,
+    loss: str | Sequence[str] = "ce",
+    generator: torch.Generator | None = None,
+) -> Attack:
+    """:func:`pgd` with fixed settings, as an attack for :func:`attack_accuracy`.
+
+    Args:
+        steps: Signed-gradient steps per run.
+        restarts: Runs from independent random starts.
+        loss: The loss (or losses, in turn) the runs ascend.
+        generator: A CPU generator for the random starts.
+
+    Returns:
+        ``attack(model, x, y, epsilon)``.
+    """
+
+    def attack(model: nn.Module, x: Tensor, y: Tensor, epsilon: float) -> Tensor:
+        return pgd(
+            model, x, y, epsilon, steps=steps, generator=generator, restarts=restarts, loss=loss
+        )
+
+    return attack
+
+
+def attack_survivors(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    attack: Attack,
+    epsilon: float,
+    batch_size: int = 1024,
+) -> Tensor:
+    """Which inputs the model still classifies correctly once attacked (in chunks).
+
+    Args:
+        model: The classifier.
+        x: Clean inputs.
+        y: Their labels.
+        attack: ``attack(model, x, y, epsilon)`` returning adversarial inputs.
+        epsilon: The attack's radius.
+        batch_size: Inputs attacked at a time.
+
+    Returns:
+        [N] booleans.
+    """
+    survived = [
+        predict(model, attack(model, xb, yb, epsilon)) == yb
+        for xb, yb in zip(x.split(batch_size), y.split(batch_size))
+    ]
+    return torch.cat(survived) if survived else torch.zeros(0, dtype=torch.bool)
+
+
 def attack_accuracy(
     model: nn.Module,
     x: Tensor,
@@ -214,7 +268,4 @@ def attack_accuracy(
     Returns:
         The accuracy in [0, 1].
     """
-    correct = 0
-    for xb, yb in zip(x.split(batch_size), y.split(batch_size)):
-        correct += (predict(model, attack(model, xb, yb, epsilon)) == yb).sum().item()
-    return correct / len(x)
+    return attack_survivors(model, x, y, attack, epsilon, batch_size).sum().item() / len(x)

@@ -19,7 +19,7 @@ from experiments.attacks import (
     attack_accuracy,
     fgsm,
     loss_gradient,
-    pgd,
+    pgd_attack,
     white_noise,
 )
 from experiments.margins import (
@@ -27,9 +27,8 @@ from experiments.margins import (
     SliceResult,
     adversarial_directions,
     boundary_distances,
-    decision_slices,
-    pick_slice_input,
     random_directions,
+    slices_through_first_correct,
 )
 from experiments.models import default_model, predict
 from experiments.training import progress_bar, train_model
@@ -227,17 +226,7 @@ def evaluate_model(
     attack_gen = torch.Generator().manual_seed(config.seed + 2)
     clip = DATA_RANGE if config.clip_noise else None
 
-    def pgd_attack(m: nn.Module, xb: Tensor, yb: Tensor, eps: float) -> Tensor:
-        return pgd(
-            m,
-            xb,
-            yb,
-            eps,
-            steps=config.pgd_steps,
-            generator=attack_gen,
-            restarts=config.pgd_restarts,
-            loss=config.pgd_losses,
-        )
+    attack = pgd_attack(config.pgd_steps, config.pgd_restarts, config.pgd_losses, attack_gen)
 
     steps = ["clean", "noise", "fgsm", "pgd", "margins"]
     out: dict[str, object] = {}
@@ -261,9 +250,7 @@ def evaluate_model(
         elif step == "fgsm":
             out["fgsm_accuracy"] = [attack_accuracy(model, x, y, fgsm, e) for e in config.epsilons]
         elif step == "pgd":
-            out["pgd_accuracy"] = [
-                attack_accuracy(model, x, y, pgd_attack, e) for e in config.epsilons
-            ]
+            out["pgd_accuracy"] = [attack_accuracy(model, x, y, attack, e) for e in config.epsilons]
         else:
             xm, ym = x[: len(random_dirs)], y[: len(random_dirs)]
             k = random_dirs.shape[1]
@@ -372,11 +359,10 @@ def run(
         )
         trained.append((name, model))
 
-    index = pick_slice_input([m for _, m in trained], x, y)
-    slices = decision_slices(
+    slices = slices_through_first_correct(
         trained,
-        x[index],
-        int(y[index]),
+        x,
+        y,
         seed=config.seed,
         max_distance=config.max_distance,
         resolution=config.slice_resolution,

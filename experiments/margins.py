@@ -311,3 +311,36 @@ def decision_slices(
         )
         for name, model, u, v, nearest, angle, adv in planes
     ]
+
+
+def slices_through_first_correct(
+    models: Sequence[tuple[str, nn.Module]],
+    x: Tensor,
+    y: Tensor,
+    *,
+    seed: int,
+    max_distance: float = MAX_DISTANCE,
+    resolution: int = 201,
+) -> list[SliceResult]:
+    """:func:`decision_slices` through the first test input every model classifies correctly.
+
+    Args:
+        models: Labels and trained classifiers.
+        x: Test inputs [N, ...].
+        y: Their labels.
+        seed: Seeds the plane's random direction.
+        max_distance: How far the boundary searches walk.
+        resolution: Grid points per axis.
+
+    Returns:
+        One slice per model (see :func:`pick_slice_input` for the input).
+    """
+    index = pick_slice_input([model for _, model in models], x, y)
+    return decision_slices(
+        models,
+        x[index],
+        int(y[index]),
+        seed=seed,
+        max_distance=max_distance,
+        resolution=resolution,
+    )

@@ -29,24 +29,34 @@ class MLP(nn.Module):
 
 
 class LeNet5(nn.Module):
-    """LeNet-5 for 1x28x28 images: two 5x5 convolutions with max pooling, then 120-84-classes."""
+    """LeNet-5 for 1x28x28 images: two 5x5 convolutions with max pooling, then 120-84-classes.
 
-    def __init__(self, classes: int = 10) -> None:
+    Args:
+        classes: The number of classes.
+        activation: The nonlinearity after every hidden layer (a module class).
+        dropout: The dropout probability after each hidden dense layer (0: an identity).
+    """
+
+    def __init__(
+        self, classes: int = 10, activation: type[nn.Module] = nn.ReLU, dropout: float = 0.0
+    ) -> None:
         super().__init__()
         self.features = nn.Sequential(
             nn.Conv2d(1, 6, 5, padding=2),
-            nn.ReLU(),
+            activation(),
             nn.MaxPool2d(2),
             nn.Conv2d(6, 16, 5),
-            nn.ReLU(),
+            activation(),
             nn.MaxPool2d(2),
         )
         self.head = nn.Sequential(
             nn.Flatten(),
             nn.Linear(16 * 5 * 5, 120),
-            nn.ReLU(),
+            activation(),
+            nn.Dropout(dropout),
             nn.Linear(120, 84),
-            nn.ReLU(),
+            activation(),
+            nn.Dropout(dropout),
             nn.Linear(84, classes),
         )
 
@@ -55,7 +65,7 @@ class LeNet5(nn.Module):
         return self.head(self.features(x))
 
 
-class LeNetPrime(nn.Module):
+class LeNetPrime(LeNet5):
     """The paper's LeNet' for 1x28x28 images: LeNet-5 with tanh, max pooling and Xavier weights.
 
     Two 5x5 convolutions (6 and 16 channels, the first padded to keep 28x28), each followed by
@@ -66,32 +76,10 @@ class LeNetPrime(nn.Module):
     """
 
     def __init__(self, classes: int = 10, dropout: float = 0.0) -> None:
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(1, 6, 5, padding=2),
-            nn.Tanh(),
-            nn.MaxPool2d(2),
-            nn.Conv2d(6, 16, 5),
-            nn.Tanh(),
-            nn.MaxPool2d(2),
-        )
-        self.head = nn.Sequential(
-            nn.Flatten(),
-            nn.Linear(16 * 5 * 5, 120),
-            nn.Tanh(),
-            nn.Dropout(dropout),
-            nn.Linear(120, 84),
-            nn.Tanh(),
-            nn.Dropout(dropout),
-            nn.Linear(84, classes),
-        )
+        super().__init__(classes, nn.Tanh, dropout)
         for layer in self.modules():
             if isinstance(layer, (nn.Conv2d, nn.Linear)):
                 nn.init.xavier_uniform_(layer.weight)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Maps normalised images [B, 1, 28, 28] to logits [B, classes]."""
-        return self.head(self.features(x))
 
 
 class Normalize(nn.Module):

@@ -39,9 +39,10 @@ from torch.utils.data import DataLoader, TensorDataset
 from experiments.attacks import (
     DATA_RANGE,
     attack_accuracy,
+    attack_survivors,
     fgsm,
     loss_gradient,
-    pgd,
+    pgd_attack,
     white_noise,
 )
 from experiments.data import CANONICAL_MD5, check_md5, load_mnist, subset
@@ -446,20 +447,8 @@ def pgd_survivors(
     Returns:
         [N] booleans: True where the model still classifies the adversarial image correctly.
     """
-    survived = []
-    for xb, yb in zip(x.split(batch_size), y.split(batch_size)):
-        adv = pgd(
-            model,
-            xb,
-            yb,
-            epsilon,
-            steps=config.pgd_steps,
-            generator=generator,
-            restarts=config.pgd_restarts,
-            loss=config.pgd_losses,
-        )
-        survived.append(predict(model, adv) == yb)
-    return torch.cat(survived)
+    attack = pgd_attack(config.pgd_steps, config.pgd_restarts, config.pgd_losses, generator)
+    return attack_survivors(model, x, y, attack, epsilon, batch_size)
 
 
 def evaluate_unit(

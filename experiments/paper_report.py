@@ -13,7 +13,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from experiments.evaluation import ModelResult, RobustnessConfig, RobustnessResult, machine_info
-from experiments.margins import decision_slices, pick_slice_input
+from experiments.margins import slices_through_first_correct
 from experiments.paper import (
     PAPER_TABLE,
     EvalConfig,
@@ -164,12 +164,10 @@ def finish(
     """
     tic = time.perf_counter()
     x, y = test_set.tensors
-    models = [(v.name, trained[v.name][0]) for v in variants]
-    index = pick_slice_input([m for _, m in models], x, y)
-    slices = decision_slices(
-        models,
-        x[index],
-        int(y[index]),
+    slices = slices_through_first_correct(
+        [(v.name, trained[v.name][0]) for v in variants],
+        x,
+        y,
         seed=eval_cfg.seed,
         max_distance=eval_cfg.max_distance,
         resolution=eval_cfg.slice_resolution,
