@@ -2,36 +2,41 @@
 .DEFAULT_GOAL := help
 SHELL := /bin/bash
 
-# The torch release to build and test against (`make TORCH=2.11.0 test`), and the tch release
-# generated for it: tch binds libtorch's C++ API of exactly one torch release.
-DEFAULT_TORCH := 2.13.0
-TORCH ?= $(DEFAULT_TORCH)
-TCH_2.13.0 := 0.26.0
-TCH_2.11.0 := 0.24.0
-TCH := $(TCH_$(TORCH))
-ifeq ($(TCH),)
-$(error TORCH=$(TORCH) is not supported: use 2.13.0 (the default) or 2.11.0)
+# The torch release to build and test against: a minor release of releases.toml (`make
+# TORCH=2.12 test`), or one of its patch releases (`TORCH=2.12.0`). The table says which tch binds
+# it, which pyo3, and whether torch-sys is patched or its version check bypassed.
+RELEASES := python3 scripts/releases.py
+TORCH ?= default
+RELEASE_INFO := $(shell $(RELEASES) info $(TORCH))
+$(foreach assignment,$(RELEASE_INFO),$(eval $(assignment)))
+ifeq ($(MINOR),)
+$(error TORCH=$(TORCH) is not supported: see releases.toml for the supported releases)
 endif
 
-# The venvs and cargo's target dirs live outside the checkout, so fresh clones (and CI) reuse
-# them. Another torch release builds from a copy of the sources pinned to it (see `source`).
+# The venvs and cargo's target dirs live outside the checkout, one per torch release, so fresh
+# clones (and CI) reuse them. The default release builds in the checkout; another builds from a
+# copy of the sources pinned to it (see `source`).
 CACHE ?= $(HOME)/.cache/jacobian
-ifeq ($(TORCH),$(DEFAULT_TORCH))
-VENV ?= $(CACHE)/venv
+VENV ?= $(CACHE)/venv-torch$(TORCH_RELEASE)
+ifeq ($(IN_TREE),1)
 SRC := $(CURDIR)
-export CARGO_TARGET_DIR ?= $(CACHE)/target
 else
-VENV ?= $(CACHE)/venv-torch$(TORCH)
-SRC := $(CACHE)/src-torch$(TORCH)
-export CARGO_TARGET_DIR ?= $(CACHE)/target-torch$(TORCH)
+SRC := $(CACHE)/src-torch$(TORCH_RELEASE)
 endif
-DIST := $(CURDIR)/dist/torch$(TORCH)
-REQUIREMENTS := $(CACHE)/requirements-torch$(TORCH).txt
+# torch-sys does not rebuild when only the venv's torch changes: one target dir per release.
+export CARGO_TARGET_DIR ?= $(CACHE)/target-torch$(TORCH_RELEASE)
+DIST := $(CURDIR)/dist/torch$(TORCH_RELEASE)
+REQUIREMENTS := $(CACHE)/requirements-torch$(TORCH_RELEASE).txt
 PY := $(VENV)/bin/python
 # torch-sys asks `python` on PATH (when VIRTUAL_ENV is set) which torch to build against.
 export VIRTUAL_ENV := $(VENV)
 export PATH := $(VENV)/bin:$(PATH)
 export LIBTORCH_USE_PYTORCH := 1
+# tch checks that the torch it builds against is the one it was generated for; releases.toml
+# names the releases built with the nearest tch whose C++ compiles against them.
+ifeq ($(BYPASS),1)
+export LIBTORCH_BYPASS_VERSION_CHECK := 1
+endif
 # What maturin tells pyo3's build script about the interpreter. cargo's own runs (clippy, the Rust
 # tests) pass the same, or cargo would rebuild pyo3 and its dependents after every wheel build.
 # This mirrors maturin's format ({implementation}-{major}.{minor}-{bits}bit); if maturin changes
@@ -46,22 +51,20 @@ help:  ## Show this help
 .PHONY: venv
 venv:  ## Create the venv with the pinned torch and tools (skipped when already up to date)
 	@mkdir -p $(CACHE)
-	@sed 's/^torch==.*/torch==$(TORCH)/' requirements-dev.txt > $(REQUIREMENTS)
+	@{ echo "torch==$(TORCH_RELEASE)"; cat requirements-dev.txt; } > $(REQUIREMENTS)
 	@cmp -s $(REQUIREMENTS) $(VENV)/requirements-dev.txt || { \
 		python3 -m venv $(VENV) && \
 		$(PY) -m pip install --quiet --disable-pip-version-check -r $(REQUIREMENTS) && \
 		cp $(REQUIREMENTS) $(VENV)/requirements-dev.txt; }
 
 .PHONY: source
-source:  ## (internal) For a non-default TORCH, copy the sources and pin the copy to that release
-ifneq ($(TORCH),$(DEFAULT_TORCH))
-	rm -rf $(SRC) && mkdir -p $(SRC)
-	git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -t $(SRC)
-	cp locks/Cargo-torch$(TORCH).lock $(SRC)/Cargo.lock
-	sed -i 's/^\(tch\|pyo3-tch\|torch-sys\) = "=.*"/\1 = "=$(TCH)"/' $(SRC)/Cargo.toml
-	sed -i 's/^JACOBIAN_TORCH_VERSION = .*/JACOBIAN_TORCH_VERSION = "$(TORCH)"/' $(SRC)/.cargo/config.toml
-	sed -i 's/"torch==$(DEFAULT_TORCH)"/"torch==$(TORCH)"/' $(SRC)/pyproject.toml
-	sed -i 's/^REQUIRED_TORCH = .*/REQUIRED_TORCH = "$(TORCH)"/' $(SRC)/python/jacobian/_torch_pin.py
+source:  ## (internal) Pin the sources to TORCH: a pinned copy, or the patched torch-sys in the tree
+ifeq ($(IN_TREE),1)
+ifneq ($(PATCH),)
+	@$(RELEASES) vendor vendor
+endif
+else
+	$(RELEASES) source $(TORCH) $(SRC)
 endif
 
 .PHONY: wheel
@@ -119,30 +122,48 @@ paper: install mnist  ## The paper's MNIST table (LeNet′, resumable), then Fas
 		--epochs 30 --out docs/paper --page docs/paper.md $(PAPER_ARGS); fi
 
 .PHONY: lint
-lint: venv  ## Check formatting (rustfmt, ruff format), clippy -D warnings and ruff
+lint: venv source  ## Check formatting (rustfmt, ruff format), clippy -D warnings and ruff
 	cargo fmt --check
 	$(PYO3_ENV) cargo clippy --release --all-targets -- -D warnings
-	ruff check python experiments tests examples benchmarks
-	ruff format --check python experiments tests examples benchmarks
+	ruff check python experiments tests examples benchmarks scripts
+	ruff format --check python experiments tests examples benchmarks scripts
 
 .PHONY: stubtest
 stubtest: install  ## Check the hand-written .pyi against the installed native module
 	$(PY) -m mypy.stubtest jacobian._native
 
 # The torch release of the GPU machine (scripts/gpu_check.sh), which has no package registry.
-GPU_TORCH ?= 2.11.0
+GPU_TORCH ?= 2.11
 
 .PHONY: gpu-bundle
 gpu-bundle:  ## Put a wheel for GPU_TORCH into .gpu/, to carry with scripts/gpu_check.sh
 	env -u CARGO_TARGET_DIR $(MAKE) --no-print-directory TORCH=$(GPU_TORCH) wheel
-	rm -rf .gpu && mkdir -p .gpu && cp dist/torch$(GPU_TORCH)/jacobian_reg-*.whl .gpu/
+	rm -rf .gpu && mkdir -p .gpu
+	cp dist/torch$$($(RELEASES) info $(GPU_TORCH) | sed -n 's/^TORCH_RELEASE=//p')/jacobian_reg-*.whl .gpu/
 
 .PHONY: format
 format: venv  ## Format Rust and Python sources in place
 	cargo fmt
-	ruff format python experiments tests examples benchmarks
-	ruff check --fix python experiments tests examples benchmarks
+	ruff format python experiments tests examples benchmarks scripts
+	ruff check --fix python experiments tests examples benchmarks scripts
+
+.PHONY: wheels
+wheels:  ## Build a wheel for every release into dist/wheels/torch-<minor>/ (pip -f folders)
+	set -e; for release in $$($(RELEASES) list); do \
+		env -u CARGO_TARGET_DIR -u VENV $(MAKE) --no-print-directory TORCH=$$release wheel; \
+		patch_release=$$($(RELEASES) info $$release | sed -n 's/^TORCH_RELEASE=//p'); \
+		rm -rf dist/wheels/torch-$$release && mkdir -p dist/wheels/torch-$$release; \
+		cp dist/torch$$patch_release/jacobian_reg-*.whl dist/wheels/torch-$$release/; \
+	done
+
+.PHONY: matrix
+matrix:  ## Build and test every release in turn (KEEP_VENVS=1 keeps venvs); docs/compatibility.md
+	bash scripts/matrix.sh
+
+.PHONY: pin-check
+pin-check:  ## Test wheels beside another patch release of their minor (PIN_CHECKS pairs)
+	bash scripts/matrix.sh --pin-check
 
 .PHONY: clean
 clean:  ## Remove build outputs of this checkout (the shared cache stays)
-	rm -rf dist $(CACHE)/src-torch*
+	rm -rf dist vendor $(CACHE)/src-torch*

@@ -10,6 +10,7 @@ use std::process::Command;
 
 /// What the torch in the build's Python says about itself: version, C++ ABI, include dirs.
 struct Torch {
+    release: String,
     version: (u32, u32),
     cxx11_abi: String,
     includes: Vec<String>,
@@ -42,6 +43,7 @@ fn query_torch() -> Torch {
         String::from_utf8_lossy(&output.stderr)
     );
     let mut torch = Torch {
+        release: String::new(),
         version: (0, 0),
         cxx11_abi: "1".to_owned(),
         includes: vec![],
@@ -49,6 +51,7 @@ fn query_torch() -> Torch {
     for line in String::from_utf8_lossy(&output.stdout).lines() {
         match line.split_once(' ') {
             Some(("VERSION", version)) => {
+                torch.release = version.split('+').next().unwrap_or(version).to_owned();
                 let mut parts = version.split(['.', '+']).map(|p| p.parse().unwrap_or(0));
                 torch.version = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
             }
@@ -64,6 +67,8 @@ fn compile_shim() {
     println!("cargo:rerun-if-changed=csrc/engine.cpp");
     println!("cargo:rerun-if-env-changed=VIRTUAL_ENV");
     let torch = query_torch();
+    // The torch release whose headers we compile against: jacobian._native.TORCH_VERSION.
+    println!("cargo:rustc-env=JACOBIAN_TORCH_VERSION={}", torch.release);
     let mut build = cc::Build::new();
     build.cpp(true).pic(true).file("csrc/engine.cpp");
     // -isystem: warnings in torch's own headers are not ours to fix.

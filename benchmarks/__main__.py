@@ -209,11 +209,13 @@ def main(argv: list[str] | None = None) -> dict:
     args.out.mkdir(parents=True, exist_ok=True)
     name = "quick-" + device.type if args.quick else device.type
     (args.out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
-    (args.out / f"{name}.md").write_text(page.device_section(device.type, result))
     print(f"\nGeometric mean ours/reference: {result['geomean_ours_over_reference']:.3f}")
-    print(f"Wrote {args.out / name}.json and .md")
-    if args.out.resolve() == page.RESULTS.resolve() and not args.quick:
-        print(f"Wrote {page.write()}")
+    print(f"Wrote {args.out / name}.json")
+    if args.out.resolve() == page.RESULTS.resolve():
+        if not args.quick:
+            print(f"Wrote {page.write()}")
+    else:  # elsewhere (the GPU check's folder), the tables go beside the JSON
+        (args.out / f"{name}.md").write_text(page.device_section(device.type, result))
     return result
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 from importlib import metadata
@@ -15,7 +14,7 @@ import pytest
 import tomllib
 import torch
 from jacobian import _native
-from jacobian._torch_pin import REQUIRED_TORCH, check_torch_version
+from jacobian._torch_pin import SUPPORTED, check_torch_version, minor, required_minor
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -50,58 +49,77 @@ def test_version_comes_from_the_crate():
     assert all(hasattr(jacobian, name) for name in jacobian.__all__)
 
 
-def test_installed_wheel_pins_the_torch_it_was_built_for():
+def test_installed_wheel_pins_the_torch_minor_release_it_was_built_for():
+    built_for = minor(torch.__version__)
     requires = metadata.requires("jacobian-reg") or []
-    assert f"torch=={REQUIRED_TORCH}" in requires
-    assert _native.TORCH_VERSION == REQUIRED_TORCH
-    assert torch.__version__.split("+")[0] == REQUIRED_TORCH
+    assert required_minor(requires) == built_for
+    major, number = built_for.split(".")
+    pins = [set(r.removeprefix("torch").split(",")) for r in requires if r.startswith("torch")]
+    assert pins == [{f">={built_for}", f"<{major}.{int(number) + 1}"}]
+    # The native module reports the headers it was compiled against: this venv's torch.
+    assert _native.TORCH_VERSION == torch.__version__.split("+")[0]
 
 
-def test_sources_pin_the_default_release_and_list_the_others():
+def table() -> dict:
+    """releases.toml."""
+    return tomllib.loads((ROOT / "releases.toml").read_text())
+
+
+def test_the_release_table_is_the_one_source_of_the_pins():
+    releases = table()
+    default = releases["torch"][releases["default"]]
+    # The checkout itself is the default release's build: its crates, its pin.
+    cargo = tomllib.loads((ROOT / "Cargo.toml").read_text())
+    for crate in ("tch", "pyo3-tch", "torch-sys"):
+        assert cargo["dependencies"][crate] == f"={default['tch']}"
+    assert cargo["dependencies"]["pyo3"]["version"] == default["pyo3"]
+    assert ("patch" in cargo) == bool(default.get("patch"))
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    (pin,) = [d for d in pyproject["project"]["dependencies"] if d.startswith("torch==")]
-    default = pin.removeprefix("torch==")
-    assert re.search(
-        rf"^torch=={re.escape(default)}$", (ROOT / "requirements-dev.txt").read_text(), re.M
-    )
-    assert f'JACOBIAN_TORCH_VERSION = "{default}"' in (ROOT / ".cargo" / "config.toml").read_text()
-    makefile = (ROOT / "Makefile").read_text()
-    assert f"DEFAULT_TORCH := {default}" in makefile
-    # A wheel for another release (`make TORCH=... test`) is built from a copy pinned to it.
-    assert f"TCH_{REQUIRED_TORCH} := " in makefile
-    assert (
-        REQUIRED_TORCH == default
-        or (ROOT / "locks" / f"Cargo-torch{REQUIRED_TORCH}.lock").is_file()
+    (pin,) = [d for d in pyproject["project"]["dependencies"] if d.startswith("torch")]
+    assert required_minor([pin]) == releases["default"]
+    assert "torch" not in (ROOT / "requirements-dev.txt").read_text().split("\n# ")[0].split()
+    # Every other release has its lock file and, where it names one, its torch-sys patch.
+    for name, entry in releases["torch"].items():
+        assert entry["torch"].startswith(name + ".")
+        if name != releases["default"]:
+            assert (ROOT / "locks" / f"Cargo-torch{name}.lock").is_file(), name
+        if entry.get("patch"):
+            assert (ROOT / "patches" / f"{entry['patch']}.patch").is_file(), name
+    # The ImportError names the same releases.
+    assert list(SUPPORTED) == sorted(
+        releases["torch"], key=lambda v: [int(p) for p in v.split(".")]
     )
 
 
-def test_other_torch_release_raises_import_error():
-    check_torch_version(f"{REQUIRED_TORCH}+cu130")
-    other = "2.12.0" if REQUIRED_TORCH != "2.12.0" else "2.10.0"
-    pinned = re.escape(REQUIRED_TORCH)
-    expected = rf"built against torch {pinned}, but torch {re.escape(other)}\+cpu is installed.*"
-    with pytest.raises(ImportError, match=expected + rf"pip install torch=={pinned}"):
-        check_torch_version(f"{other}+cpu")
+def test_another_torch_release_raises_import_error_naming_both_and_the_fix():
+    requires = ["torch<2.16,>=2.15", "scikit-learn>=1.3; extra == 'examples'"]
+    check_torch_version("2.15.0+cu130", requires)
+    check_torch_version("2.15.1", requires)  # another patch release of the same minor
+    expected = r"built for torch 2\.15, but torch 2\.12\.1\+cpu is installed.*torch-2\.12"
+    with pytest.raises(ImportError, match=expected + r".*pip install \"torch==2\.15\.\*\""):
+        check_torch_version("2.12.1+cpu", requires)
+    with pytest.raises(ImportError, match=r"wheels exist for torch 2\.5 to 2\.15 \(2\.5, 2\.6"):
+        check_torch_version("2.3.1", requires)
+    check_torch_version("2.3.1", [])  # no metadata: nothing to check against
 
 
 def other_release_wheels() -> list[Path]:
-    """Wheels this checkout built for the other supported torch releases (`make TORCH=... wheel`).
+    """Wheels this checkout built for other torch minor releases (`make TORCH=... wheel`).
 
-    Only releases the Makefile still supports count; `make wheel` replaces a release's wheel, so
-    each is the newest build for its release.
+    `make wheel` replaces a release's wheel, so each is the newest build for its release.
     """
-    supported = re.findall(r"^TCH_(\S+) := ", (ROOT / "Makefile").read_text(), re.M)
+    ours = minor(torch.__version__)
     return [
         wheel
-        for release in supported
-        if release != REQUIRED_TORCH
-        for wheel in (ROOT / "dist" / f"torch{release}").glob("jacobian_reg-*.whl")
+        for folder in sorted((ROOT / "dist").glob("torch[0-9]*"))
+        if minor(folder.name.removeprefix("torch")) != ours
+        for wheel in folder.glob("jacobian_reg-*.whl")
     ]
 
 
 @pytest.mark.skipif(
     not other_release_wheels(),
-    reason="no wheel for another torch release in dist/ (CI builds both: the second run has one)",
+    reason="no wheel for another torch release in dist/ (CI builds two: the second run has one)",
 )
 @pytest.mark.parametrize("wheel", other_release_wheels(), ids=lambda w: w.parent.name)
 def test_wheel_for_another_release_raises_import_error_not_a_crash(wheel, tmp_path):
@@ -126,8 +144,8 @@ def test_wheel_for_another_release_raises_import_error_not_a_crash(wheel, tmp_pa
         [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    built_for = wheel.parent.name.removeprefix("torch")
-    assert f"built against torch {built_for}, but torch {torch.__version__} is installed" in (
+    built_for = minor(wheel.parent.name.removeprefix("torch"))
+    assert f"built for torch {built_for}, but torch {torch.__version__} is installed" in (
         result.stdout
     )
-    assert f"pip install torch=={built_for}" in result.stdout
+    assert f'pip install "torch=={built_for}.*"' in result.stdout

@@ -1,36 +1,91 @@
-"""The torch release the native module was built against, checked before the module is loaded."""
+"""The torch release the installed wheel requires, checked before the native module is loaded.
+
+The native module binds libtorch's C++ ABI of one torch minor release; loaded beside another it
+would crash the process instead of failing. The requirement is written once, into the wheel's
+metadata (``Requires-Dist: torch>=X.Y,<X.Y+1``) when it is built, and read back from there.
+"""
+
+from __future__ import annotations
+
+import re
+from importlib import metadata
 
 import torch
 
-#: The only torch release the native module may be loaded beside: tch binds libtorch's C++ ABI,
-#: which changes between releases, so another release would crash the process instead of failing.
-REQUIRED_TORCH = "2.13.0"
+DISTRIBUTION = "jacobian-reg"
+#: The torch minor releases wheels are built for (releases.toml), named in the ImportError.
+SUPPORTED = ("2.5", "2.6", "2.7", "2.8", "2.9", "2.10", "2.11", "2.12", "2.13", "2.14", "2.15")
 
 
-def release(version: str) -> str:
-    """Returns the release part of a torch version string.
+def minor(version: str) -> str:
+    """Returns the minor release of a torch version string.
 
     Args:
         version: A version as torch reports it, such as ``"2.13.0+cu130"``.
 
     Returns:
-        The version without its local build tag, such as ``"2.13.0"``.
+        Its major and minor numbers, such as ``"2.13"``.
     """
-    return version.split("+", 1)[0]
+    return ".".join(version.split("+", 1)[0].split(".")[:2])
 
 
-def check_torch_version(found: str = torch.__version__) -> None:
-    """Raises ImportError unless the given torch version is the one the native module needs.
+def required_minor(requirements: list[str] | None) -> str | None:
+    """Returns the torch minor release in a distribution's requirements.
+
+    Args:
+        requirements: ``Requires-Dist`` entries, as ``importlib.metadata.requires`` gives them.
+
+    Returns:
+        ``"X.Y"`` from ``torch>=X.Y,<...`` or ``torch==X.Y.Z``, or None when torch is not
+        required (an installation without metadata, such as a source tree on ``sys.path``).
+    """
+    for requirement in requirements or []:
+        if ";" in requirement:  # extras and environment markers: not the runtime pin
+            continue
+        name, _, specifiers = requirement.replace(" ", "").partition("torch")
+        if name or not re.match(r"[<>=!~]", specifiers):  # another distribution, or no pin
+            continue
+        found = re.search(r"(?:==|>=)(\d+\.\d+)", specifiers)
+        if found:
+            return found.group(1)
+    return None
+
+
+def installed_requirements() -> list[str] | None:
+    """The installed wheel's ``Requires-Dist`` entries, or None without metadata."""
+    try:
+        return metadata.requires(DISTRIBUTION)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def check_torch_version(
+    found: str = torch.__version__, requirements: list[str] | None = None
+) -> None:
+    """Raises ImportError unless the installed torch is the minor release the wheel was built for.
 
     Args:
         found: The torch version to check; by default the one imported.
+        requirements: The wheel's requirements; by default read from its metadata.
 
     Raises:
-        ImportError: The versions differ; the message names both and what to install.
+        ImportError: The releases differ; the message names both, and what to install.
     """
-    if release(found) != REQUIRED_TORCH:
-        raise ImportError(
-            f"jacobian was built against torch {REQUIRED_TORCH}, but torch {found} is installed; "
-            f"install the matching release (pip install torch=={REQUIRED_TORCH}) or rebuild "
-            "jacobian from source against the torch you have"
-        )
+    if requirements is None:
+        requirements = installed_requirements()
+    needed = required_minor(requirements)
+    if needed is None or minor(found) == needed:
+        return
+    supported = minor(found) in SUPPORTED
+    fix = (
+        f"install the jacobian-reg wheel built for torch {minor(found)} (pip install jacobian-reg "
+        f"-f <wheels>/torch-{minor(found)}, see the README), or install torch {needed} "
+        f'(pip install "torch=={needed}.*")'
+        if supported
+        else f"wheels exist for torch {SUPPORTED[0]} to {SUPPORTED[-1]} ({', '.join(SUPPORTED)}): "
+        f"install one of those, such as the one this wheel was built for (pip install "
+        f'"torch=={needed}.*"), or build jacobian from source against your torch'
+    )
+    raise ImportError(
+        f"jacobian was built for torch {needed}, but torch {found} is installed; {fix}"
+    )

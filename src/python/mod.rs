@@ -12,8 +12,7 @@ use draws::{CallerDirections, Generator};
 use pyo3::prelude::*;
 use tch::Tensor;
 
-/// The PyTorch release this build of tch links against (set in `.cargo/config.toml`); Python
-/// checks it before loading us.
+/// The torch release whose headers this build was compiled against (found by build.rs).
 const TORCH_VERSION: &str = env!("JACOBIAN_TORCH_VERSION");
 
 /// Runs `work` without the GIL, with the caller's generator or torch's default one, and returns
