@@ -101,6 +101,11 @@ variance: install  ## Measure the variance of the sphere and orthogonal estimato
 reliability: install  ## Fuzz 2000 examples and measure leaks; writes docs/reliability.md
 	$(PY) -m benchmarks.reliability
 
+.PHONY: flakes
+flakes: install  ## Rerun the DDP test 50 times and the suite 10 times under load (for reliability.md)
+	$(PY) -m benchmarks.flakes --runs 50 -k ddp --name ddp
+	$(PY) -m benchmarks.flakes --runs 10 --load 3 --name suite-under-load
+
 .PHONY: robustness
 robustness: install  ## Reproduce the paper's robustness claims on the digits: JSON, figures, page
 	$(PY) -m experiments --out docs/figures --page docs/robustness.md
