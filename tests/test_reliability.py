@@ -177,7 +177,7 @@ def test_ddp_gloo_matches_one_process_on_the_whole_batch(tmp_path):
     # are the averages of the two halves' means, which is what DDP's gradient averaging computes.
     ddp_worker.train(model, x, target)
     for rank in (0, 1):
-        ddp_params = torch.load(tmp_path / f"rank{rank}.pt")
+        ddp_params = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
         assert len(ddp_params) == len(list(model.parameters()))
         for ddp_param, param in zip(ddp_params, model.parameters()):
             torch.testing.assert_close(ddp_param, param.detach(), rtol=1e-10, atol=1e-12)
