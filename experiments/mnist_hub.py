@@ -43,32 +43,71 @@ def _numeric_dtype(*args: object) -> np.dtype:
     return dtype
 
 
+class _ArrayType:
+    """Stands for ``numpy.ndarray`` in a pickle: the array rebuilder takes it; nothing calls it."""
+
+
+_ARRAY = _ArrayType()
+
+
 def _reconstruct(subtype: object, shape: object, dtype: object) -> np.ndarray:
-    """Rebuilds an array as numpy does, for plain ``numpy.ndarray`` of numbers only."""
-    if subtype is not np.ndarray:
+    """Rebuilds an empty array as numpy's reconstructor does, for plain numeric arrays only."""
+    if subtype is not _ARRAY:
         raise pickle.UnpicklingError(f"refused array subtype {subtype!r}")
+    if not (isinstance(shape, tuple) and all(isinstance(d, int) and d >= 0 for d in shape)):
+        raise pickle.UnpicklingError(f"refused array shape {shape!r}")
     return np.ndarray.__new__(np.ndarray, shape, _numeric_dtype(dtype))  # type: ignore[call-overload]
 
 
-class NumpyOnlyUnpickler(pickle.Unpickler):
+def _checked_build(unpickler: pickle._Unpickler) -> None:
+    """The BUILD opcode (``obj.__setstate__(state)``), for the states numpy writes only.
+
+    A dtype's state must describe a plain numeric type (no fields, no subarray, no flags: the
+    flags are how numpy marks dtypes that hold object pointers); an array's state must be its
+    version, shape, such a dtype, its order and its raw bytes. Anything else is refused.
+    """
+    state = unpickler.stack.pop()
+    obj = unpickler.stack[-1]
+    if isinstance(obj, np.dtype):
+        ok = isinstance(state, tuple) and len(state) == 8 and state[0] == 3
+        ok = ok and state[2:5] == (None, None, None) and state[7] == 0
+    elif type(obj) is np.ndarray:
+        ok = isinstance(state, tuple) and len(state) == 5 and state[0] == 1
+        ok = ok and isinstance(state[2], np.dtype) and state[2].kind in "biuf"
+        ok = ok and not state[2].hasobject and state[2].fields is None
+        ok = ok and isinstance(state[4], (bytes, bytearray, str))
+    else:
+        ok = False
+    if not ok:
+        raise pickle.UnpicklingError(f"refused to set the state of a {type(obj).__name__}")
+    obj.__setstate__(state)
+
+
+class NumpyOnlyUnpickler(pickle._Unpickler):
     """An unpickler that builds numpy arrays of numbers, tuples, lists and scalars, nothing else.
 
-    Pickles name the callables that rebuild their objects; an ordinary unpickler imports and calls
-    whatever a pickle names, which runs arbitrary code. This one resolves exactly three names (the
-    ones numpy writes for an array: the array reconstructor, ``ndarray`` and ``dtype``), each to a
-    checked stand-in: only plain ``ndarray`` of integer, float or boolean dtype can be built (no
-    object arrays, whose contents would be more pickled objects). Every other name raises
-    :class:`pickle.UnpicklingError`.
+    Pickles name the callables that rebuild their objects, and an ordinary unpickler imports and
+    calls whatever a pickle names, which runs arbitrary code. This one resolves exactly three
+    names, the ones numpy writes for an array (the array reconstructor, ``ndarray`` and
+    ``dtype``), each to a checked stand-in, and checks every state it sets (the BUILD opcode):
+    only plain ``ndarray`` of integer, float or boolean dtype can be built, never object arrays
+    or dtypes flagged as holding objects. Every other name or state raises
+    :class:`pickle.UnpicklingError`. It is Python's own unpickler in pure Python, with the
+    BUILD opcode replaced; the big byte strings of array data are read in one piece each.
     """
 
-    ALLOWED: ClassVar[dict[tuple[str, str], Callable[..., object]]] = {
+    ALLOWED: ClassVar[dict[tuple[str, str], object]] = {
         ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
         ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
-        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "ndarray"): _ARRAY,
         ("numpy", "dtype"): _numeric_dtype,
     }
+    dispatch: ClassVar[dict[int, Callable[..., None]]] = {
+        **pickle._Unpickler.dispatch,  # type: ignore[attr-defined]
+        pickle.BUILD[0]: _checked_build,
+    }
 
-    def find_class(self, module: str, name: str) -> Callable[..., object]:
+    def find_class(self, module: str, name: str) -> object:
         """Resolves a global named by the pickle, refusing all but numpy's array rebuilders.
 
         Args:
@@ -99,10 +138,16 @@ def load_arrays(file: IO[bytes]) -> object:
         What the pickle holds: numpy arrays in tuples, lists and scalars.
 
     Raises:
-        pickle.UnpicklingError: The pickle names anything but numpy's array rebuilders.
+        pickle.UnpicklingError: The pickle names anything but numpy's array rebuilders, or
+            uses them other than numpy does.
     """
-    # latin1 reads the byte strings of Python 2 pickles (the array data) back as bytes unchanged.
-    return NumpyOnlyUnpickler(file, encoding="latin1").load()
+    # latin1 reads the byte strings of Python 2 pickles (the array data) back unchanged.
+    try:
+        return NumpyOnlyUnpickler(file, encoding="latin1").load()
+    except pickle.UnpicklingError:
+        raise
+    except Exception as err:  # a malformed pickle: a call or state the stand-ins reject
+        raise pickle.UnpicklingError(f"refused a malformed pickle: {err}") from err
 
 
 def _pixels_to_bytes(images: np.ndarray, what: str) -> np.ndarray:

