@@ -35,7 +35,8 @@ def plot_accuracy(result: RobustnessResult, path: str | Path) -> None:
         ("white Gaussian noise", r"noise $\sigma$", cfg.sigmas, "noise_accuracy"),
         (r"FGSM ($L_\infty$)", r"attack $\epsilon$", cfg.epsilons, "fgsm_accuracy"),
         (
-            rf"PGD-{cfg.pgd_steps} ($L_\infty$, random start)",
+            rf"PGD-{cfg.pgd_steps} ($L_\infty$, "
+            + ("random start)" if cfg.pgd_restarts == 1 else f"{cfg.pgd_restarts} random starts)"),
             r"attack $\epsilon$",
             cfg.epsilons,
             "pgd_accuracy",

