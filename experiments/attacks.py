@@ -63,7 +63,7 @@ LOSSES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
 }
 
 
-def _gradient_and_logits(
+def gradient_and_logits(
     model: nn.Module, x: Tensor, y: Tensor, loss: str = "ce"
 ) -> tuple[Tensor, Tensor]:
     """The input gradient of a summed loss (see :data:`LOSSES`), and the logits, detached."""
@@ -86,7 +86,7 @@ def loss_gradient(model: nn.Module, x: Tensor, y: Tensor, loss: str = "ce") -> T
     Returns:
         [N, ...] input gradients of the loss, detached.
     """
-    return _gradient_and_logits(model, x, y, loss)[0]
+    return gradient_and_logits(model, x, y, loss)[0]
 
 
 def fgsm(
@@ -171,7 +171,7 @@ def pgd(
         for step in range(steps + 1):
             rows = todo[active]
             if step < steps:
-                grad, logits = _gradient_and_logits(
+                grad, logits = gradient_and_logits(
                     model, current[active], y[rows], losses[run % len(losses)]
                 )
             else:

@@ -44,6 +44,7 @@ from experiments.attacks import (
     attack_accuracy,
     attack_survivors,
     fgsm,
+    gradient_and_logits,
     loss_gradient,
     pgd_attack,
     white_noise,
@@ -384,8 +385,8 @@ class EvalConfig:
     iteration_epsilon: float = 32 / 255
     iteration_step: float = 1 / 255
     iterations: int = 30
-    margin_samples: int = 1000
-    margin_directions: int = 8
+    margin_samples: int = 500
+    margin_directions: int = 4
     max_distance: float = MAX_DISTANCE
     slice_resolution: int = 201
     seed: int = 0
@@ -395,6 +396,33 @@ def evaluation_units(config: EvalConfig) -> list[str]:
     """The cached units of one model's evaluation, in the order they run."""
     pgd = [f"pgd:{e:g}" for e in config.epsilons if e > 0]
     return ["clean", "noise", "fgsm", *pgd, "pgd-check", "iterations", "margins"]
+
+
+# The settings each unit's result depends on: a cached result is reused while they stay the same.
+UNIT_SETTINGS = {
+    "clean": ("test_size",),
+    "noise": ("test_size", "sigmas", "noise_draws", "seed"),
+    "fgsm": ("test_size", "epsilons"),
+    "pgd": ("test_size", "pgd_steps", "pgd_restarts", "pgd_losses", "check_size", "seed"),
+    "pgd-check": (
+        "test_size",
+        "epsilons",
+        "check_size",
+        "check_steps",
+        "check_restarts",
+        "pgd_losses",
+        "seed",
+    ),
+    "iterations": ("test_size", "iteration_epsilon", "iteration_step", "iterations", "seed"),
+    "margins": ("test_size", "margin_samples", "margin_directions", "max_distance", "seed"),
+}
+
+
+def unit_key(unit: str, config: EvalConfig) -> str:
+    """The cache key of a unit: its name and a hash of the settings its result depends on."""
+    settings = {k: getattr(config, k) for k in UNIT_SETTINGS[unit.split(":")[0]]}
+    text = json.dumps(settings, sort_keys=True)
+    return f"{unit}@{hashlib.sha256(text.encode()).hexdigest()[:10]}"
 
 
 def _load_json(path: Path) -> dict[str, object]:
@@ -443,10 +471,17 @@ def pgd_iterations(
         lower, upper = (xb - epsilon).clamp(*DATA_RANGE), (xb + epsilon).clamp(*DATA_RANGE)
         start = 2 * torch.rand(xb.shape, generator=generator, dtype=xb.dtype) - 1
         current = (xb + epsilon * start).clamp(*DATA_RANGE)
+        grad, _ = gradient_and_logits(model, current, yb)
         for k in range(1, iterations + 1):
-            current = current + step_size * loss_gradient(model, current, yb).sign()
+            current = current + step_size * grad.sign()
             current = torch.minimum(torch.maximum(current, lower), upper)
-            broken[k, rows] = broken[k - 1, rows] | (predict(model, current) != yb)
+            # The logits of this iterate come with the gradient of the next step.
+            if k < iterations:
+                grad, logits = gradient_and_logits(model, current, yb)
+            else:
+                with torch.no_grad():
+                    logits = model(current)
+            broken[k, rows] = broken[k - 1, rows] | (logits.argmax(1) != yb)
     return (1 - broken.double().mean(1)).tolist()
 
 
@@ -596,7 +631,8 @@ def evaluate_variant(
         model: The trained model (inputs in [0, 1]).
         test_set: The test images and labels.
         config: The evaluation settings.
-        cache: The JSON file of the cached units (created when missing).
+        cache: The JSON file of the cached units (created when missing), keyed by
+            :func:`unit_key`.
         budget: Stops between units when the next one would not fit.
         log: Print a line per unit.
         name: The model's name, for the log.
@@ -609,8 +645,10 @@ def evaluate_variant(
     x = test_set.tensors[0]
     count = min(len(x), config.margin_samples)
     directions = margin_directions(tuple(x.shape[1:]), config, count)
-    for unit in evaluation_units(config):
-        if unit in done:
+    units = evaluation_units(config)
+    for unit in units:
+        key = unit_key(unit, config)
+        if key in done:
             continue
         seconds = [float(v["seconds"]) for v in done.values()]  # type: ignore[index]
         if not budget.allows(max(seconds, default=0.0)):
@@ -618,13 +656,13 @@ def evaluate_variant(
         tic = time.perf_counter()
         result = evaluate_unit(unit, model, test_set, config, directions)
         result["seconds"] = time.perf_counter() - tic
-        done[unit] = result
+        done[key] = result
         _save_json(done, cache)
         if log:
             shown = {k: v for k, v in result.items() if isinstance(v, float)}
             summary = ", ".join(f"{k} {v:.4g}" for k, v in shown.items())
             print(f"  {name}: measured {unit}: {summary}", flush=True)
-    return {unit: _restore_inf(value) for unit, value in done.items()}
+    return {unit: _restore_inf(done[unit_key(unit, config)]) for unit in units}
 
 
 def _restore_inf(value: object) -> object:
@@ -792,7 +830,7 @@ def run(argv: list[str] | None = None) -> tuple[int, dict[str, object] | None]:
     for variant in variants:
         if variant.name not in trained or trained[variant.name][1].epoch < train_cfg.epochs:
             continue
-        cache = root / variant.slug / f"eval-{config_hash(eval_cfg)}.json"
+        cache = root / variant.slug / "measurements.json"
         with exclusive(root / variant.slug) as mine:
             if not mine:
                 print(f"  {variant.name}: another process has it; skipped.", flush=True)
