@@ -157,14 +157,16 @@ def flakes_section() -> str:
     for path in sorted(RESULT.parent.glob("flakes-*.json")):
         record = json.loads(path.read_text())
         runs = record["runs"]
-        what = " ".join(record["pytest_args"]) or "the whole suite"
+        args = " ".join(record["pytest_args"])
+        what = f"`pytest {args}`" if args else "the whole suite (`pytest`)"
+        busy = record["busy_processes"]
         loads = [run["load"] for run in runs]
+        seconds = [run["seconds"] for run in runs]
         lines.append(
-            f"  - `pytest {what}`: {record['consecutive_passes']} consecutive passes of "
-            f"{len(runs)} runs, with {record['busy_processes']} busy processes on "
-            f"{record['cores']} cores (load average {min(loads):.1f} to {max(loads):.1f}; "
-            f"{min(r['seconds'] for r in runs):.0f} to {max(r['seconds'] for r in runs):.0f} s "
-            f"a run)."
+            f"  - {what}: {record['consecutive_passes']} consecutive passes of {len(runs)} runs "
+            f"on {record['cores']} cores, at load average {min(loads):.1f} to {max(loads):.1f} "
+            f"({busy} busy process{'' if busy == 1 else 'es'} of ours, the rest other work on "
+            f"the machine); {min(seconds):.0f} to {max(seconds):.0f} s a run."
         )
     if not lines:
         return ""

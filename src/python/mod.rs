@@ -36,6 +36,7 @@ fn run_without_gil<'py>(
     Ok(unsafe { Bound::from_owned_ptr(py, ptr as *mut pyo3::ffi::PyObject) })
 }
 
+/// The Frobenius estimate's options, from Python arguments.
 fn frobenius_options(
     n: &Bound<'_, PyAny>,
     projection: &Bound<'_, PyAny>,
