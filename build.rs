@@ -76,7 +76,7 @@ fn compile_shim() {
         build.flag("-isystem").flag(include);
     }
     // torch 2.14 and later need C++20; earlier headers compile as C++17, as torch-sys does.
-    let standard = if torch.version >= (2, 15) {
+    let standard = if torch.version >= (2, 14) {
         "c++20"
     } else {
         "c++17"

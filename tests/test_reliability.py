@@ -101,7 +101,13 @@ THREADS_CHILD = textwrap.dedent(
         t.join()
     assert sorted(results) == [0, 1, 2, 3], results
     assert all(v == v and abs(v) < float("inf") for v in results.values()), results
-    print("threads ok", results)
+    print("threads ok", results, flush=True)
+    # Skip interpreter shutdown: with torch 2.12.1, a process whose Python threads ran autograd
+    # aborts there ("terminate called without an active exception") about one run in five,
+    # the pure-PyTorch reference as often as ours (7 of 34 runs each, measured side by side).
+    # That is torch's teardown, not the concurrent training this test checks.
+    import os
+    os._exit(0)
     """
 )
 
