@@ -56,8 +56,9 @@ def test_installed_wheel_pins_the_torch_minor_release_it_was_built_for():
     major, number = built_for.split(".")
     pins = [set(r.removeprefix("torch").split(",")) for r in requires if r.startswith("torch")]
     assert pins == [{f">={built_for}", f"<{major}.{int(number) + 1}"}]
-    # The native module reports the headers it was compiled against: this venv's torch.
-    assert _native.TORCH_VERSION == torch.__version__.split("+")[0]
+    # The native module reports the headers it was compiled against: a patch release of this
+    # venv's minor release (`make pin-check` tests wheels beside another patch release).
+    assert minor(_native.TORCH_VERSION) == built_for
 
 
 def table() -> dict:
