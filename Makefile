@@ -152,13 +152,18 @@ format: venv  ## Format Rust and Python sources in place
 	ruff format python experiments tests examples benchmarks scripts
 	ruff check --fix python experiments tests examples benchmarks scripts
 
+# Each release's venv is removed once its wheel is built (5-6 GB each: eleven fill most disks).
 .PHONY: wheels
-wheels:  ## Build a wheel for every release into dist/wheels/torch-<minor>/ (pip -f folders)
-	set -e; for release in $$($(RELEASES) list); do \
-		env -u CARGO_TARGET_DIR -u VENV $(MAKE) --no-print-directory TORCH=$$release wheel; \
+wheels:  ## Build every release's wheel into dist/wheels/torch-<minor>/ (KEEP_VENVS=1 keeps venvs)
+	set -e; default=$$($(RELEASES) info default | sed -n 's/^TORCH_RELEASE=//p'); \
+	for release in $$($(RELEASES) list); do \
+		env -u CARGO_TARGET_DIR -u VENV -u LIBTORCH_BYPASS_VERSION_CHECK \
+			$(MAKE) --no-print-directory TORCH=$$release wheel; \
 		patch_release=$$($(RELEASES) info $$release | sed -n 's/^TORCH_RELEASE=//p'); \
 		rm -rf dist/wheels/torch-$$release && mkdir -p dist/wheels/torch-$$release; \
 		cp dist/torch$$patch_release/jacobian_reg-*.whl dist/wheels/torch-$$release/; \
+		if [ "$(KEEP_VENVS)" != 1 ] && [ $$patch_release != $$default ]; then \
+			rm -rf $(CACHE)/venv-torch$$patch_release; fi; \
 	done
 
 .PHONY: matrix

@@ -452,6 +452,13 @@ def _robustness(data: Summary, figures: str) -> str:
     return "\n\n".join([*blocks, *figs])
 
 
+def _narrowly(wins: list[str]) -> str:
+    """The clause naming the wins by under 0.1 points, or nothing."""
+    if not wins:
+        return ""
+    return f", though by fewer than 10 test images in 10,000 at {', '.join(wins)}"
+
+
 def _targets(mnist: Summary) -> str:
     models = mnist["models"]
     base, jac = models["none"], models["Jacobian"]
@@ -470,6 +477,9 @@ def _targets(mnist: Summary) -> str:
     ]
     noise_lost = [f"σ = {s:g} ({_pct(b)} → {_pct(r)})" for s, b, r in noise if r <= b]
     pgd_lost = [f"ε = {e:g} ({_pct(b)} → {_pct(r)})" for e, b, r in pgd if r <= b]
+    # A win by fewer than 10 test images in 10,000 is within noise: say so beside "met".
+    noise_narrow = [f"σ = {s:g} ({b:.2%} → {r:.2%})" for s, b, r in noise if 0 < r - b < 1e-3]
+    pgd_narrow = [f"ε = {e:g} ({b:.2%} → {r:.2%})" for e, b, r in pgd if 0 < r - b < 1e-3]
     items = [
         f"Clean accuracy of the Jacobian model within {TARGET_POINTS:g} points of the "
         f"unregularized one ({_pp(base['accuracy'])} → {_pp(jac['accuracy'])}, {points:+.2f} "
@@ -480,9 +490,11 @@ def _targets(mnist: Summary) -> str:
         f"{_times(ratio)} times; the paper: 30 times): {_status(ratio >= TARGET_RATIO)}.",
         "Higher accuracy under white noise at every σ > 0: "
         + (_status(True) if not noise_lost else f"{_status(False)}: not at {', '.join(noise_lost)}")
+        + _narrowly(noise_narrow)
         + ".",
         "Higher accuracy under PGD at every ε > 0: "
         + (_status(True) if not pgd_lost else f"{_status(False)}: not at {', '.join(pgd_lost)}")
+        + _narrowly(pgd_narrow)
         + ".",
         "PGD strong enough that the unregularized model's accuracy falls monotonically with ε "
         f"(to {_pct(base['pgd_accuracy'][-1])} at ε = {ev['epsilons'][-1]:g}): "
