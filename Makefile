@@ -144,7 +144,7 @@ GPU_TORCH ?= 2.11
 gpu-bundle:  ## Put a wheel for GPU_TORCH into .gpu/, to carry with scripts/gpu_check.sh
 	env -u CARGO_TARGET_DIR $(MAKE) --no-print-directory TORCH=$(GPU_TORCH) wheel
 	rm -rf .gpu && mkdir -p .gpu
-	cp dist/torch$$($(RELEASES) info $(GPU_TORCH) | sed -n 's/^TORCH_RELEASE=//p')/jacobian_reg-*.whl .gpu/
+	cp dist/torch$$($(RELEASES) patch $(GPU_TORCH))/jacobian_reg-*.whl .gpu/
 
 .PHONY: format
 format: venv  ## Format Rust and Python sources in place
@@ -152,19 +152,9 @@ format: venv  ## Format Rust and Python sources in place
 	ruff format python experiments tests examples benchmarks scripts
 	ruff check --fix python experiments tests examples benchmarks scripts
 
-# Each release's venv is removed once its wheel is built (5-6 GB each: eleven fill most disks).
 .PHONY: wheels
 wheels:  ## Build every release's wheel into dist/wheels/torch-<minor>/ (KEEP_VENVS=1 keeps venvs)
-	set -e; default=$$($(RELEASES) info default | sed -n 's/^TORCH_RELEASE=//p'); \
-	for release in $$($(RELEASES) list); do \
-		env -u CARGO_TARGET_DIR -u VENV -u LIBTORCH_BYPASS_VERSION_CHECK \
-			$(MAKE) --no-print-directory TORCH=$$release wheel; \
-		patch_release=$$($(RELEASES) info $$release | sed -n 's/^TORCH_RELEASE=//p'); \
-		rm -rf dist/wheels/torch-$$release && mkdir -p dist/wheels/torch-$$release; \
-		cp dist/torch$$patch_release/jacobian_reg-*.whl dist/wheels/torch-$$release/; \
-		if [ "$(KEEP_VENVS)" != 1 ] && [ $$patch_release != $$default ]; then \
-			rm -rf $(CACHE)/venv-torch$$patch_release; fi; \
-	done
+	bash scripts/matrix.sh --wheels
 
 .PHONY: matrix
 matrix:  ## Build and test every release in turn (KEEP_VENVS=1 keeps venvs); docs/compatibility.md

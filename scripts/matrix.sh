@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Builds and tests torch releases one at a time and writes docs/compatibility.md: `make matrix`.
+# Builds torch releases one at a time: tests them (`make matrix`, `make pin-check`), writing
+# docs/compatibility.md, or only builds their wheels (`make wheels`).
 #
 #   bash scripts/matrix.sh [RELEASE ...]   every release of releases.toml, or the ones named
 #   bash scripts/matrix.sh --pin-check     wheels built against one patch release, tested beside
 #                                          another of the same minor (PIN_CHECKS="built:beside ...")
+#   bash scripts/matrix.sh --wheels [RELEASE ...]
+#                                          each release's wheel, built only, into
+#                                          dist/wheels/torch-<minor>/
 #
 # Each release runs `make TORCH=<release> test` in its own venv (deleted afterwards unless
 # KEEP_VENVS=1) and target dir; the counts go to docs/compatibility.jsonl, one JSON line per run,
@@ -21,7 +25,7 @@ release_make() {
 }
 
 patch_release() {  # the torch patch release a release argument installs
-    python3 scripts/releases.py info "$1" | sed -n 's/^TORCH_RELEASE=//p'
+    python3 scripts/releases.py patch "$1"
 }
 
 # Appends a result line: release, built_against ("" when built beside itself), log, status.
@@ -53,7 +57,17 @@ drop_venv() {  # the default release's venv stays: every plain `make` uses it
     if [ "${KEEP_VENVS:-0}" != 1 ] && [ "$1" != "$default" ]; then rm -rf "$CACHE/venv-torch$1"; fi
 }
 
-if [ "${1:-}" = --pin-check ]; then
+if [ "${1:-}" = --wheels ]; then
+    set -e
+    shift
+    for release in ${@:-$(python3 scripts/releases.py list)}; do
+        release_make TORCH="$release" wheel
+        rm -rf "dist/wheels/torch-$release" && mkdir -p "dist/wheels/torch-$release"
+        cp dist/torch"$(patch_release "$release")"/jacobian_reg-*.whl "dist/wheels/torch-$release/"
+        drop_venv "$(patch_release "$release")"
+    done
+    exit 0
+elif [ "${1:-}" = --pin-check ]; then
     for pair in ${PIN_CHECKS:-2.12.0:2.12.1 2.14.0:2.14.1}; do
         built=${pair%%:*} beside=${pair##*:}
         log=$CACHE/logs/pin-$built-beside-$beside.log

@@ -4,6 +4,7 @@ Usage: `python3 scripts/releases.py SUBCOMMAND ...`.
 
 Subcommands, all driven by releases.toml:
   info RELEASE         the release's settings as make variables (`make` reads them)
+  patch RELEASE        the torch patch release RELEASE builds against and installs
   list                 the supported minor releases, oldest first
   other                the release CI tests besides the default, rotating with the commit
   source RELEASE DEST  a copy of the sources pinned to RELEASE (crates, lock file, torch pin)
@@ -282,6 +283,7 @@ def main(argv: list[str]) -> None:
         "lock": lock,
         "page": page,
         "list": lambda: print(" ".join(minors(load()))),
+        "patch": lambda release: print(resolve(release, load())[2]),
         "other": other,
     }
     if not argv or argv[0] not in commands:
