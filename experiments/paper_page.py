@@ -287,8 +287,9 @@ def _row_reason(name: str, mnist: Summary) -> str:
         jac = models["Jacobian"]["jacobian_frobenius"]
         return (
             "With all three regularizers the Jacobian term sets ‖J‖_F, as in the paper (which "
-            f"has 1.2 against 1.1 for the Jacobian alone; here {_num(m['jacobian_frobenius'])} "
-            f"against {_num(jac)}); the remaining difference is the Jacobian row's."
+            f"has {p['jacobian_frobenius']:g} against {paper['Jacobian']['jacobian_frobenius']:g} "
+            f"for the Jacobian alone; here {_num(m['jacobian_frobenius'])} against {_num(jac)}); "
+            "the remaining difference is the Jacobian row's."
         )
     return ""
 
