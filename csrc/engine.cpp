@@ -12,10 +12,14 @@
 #include <c10/util/Exception.h>
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/csrc/autograd/function.h>
+#include <torch/csrc/autograd/variable.h>
 
 #include <cstdint>
 #include <exception>
+#include <memory>
 #include <string>
+#include <unordered_map>
+#include <utility>
 #include <vector>
 
 namespace torch {
@@ -84,26 +88,118 @@ bool jac_grad_enabled() { return c10::GradMode::is_enabled(); }
 // Whether torch.inference_mode() is on for this thread.
 bool jac_inference_mode_enabled() { return c10::InferenceMode::is_enabled(); }
 
-// Whether `tensor` comes straight out of a torch.compile'd function: one of the first `depth`
-// nodes along its graph's first inputs is a CompiledFunctionBackward (whose own backward cannot
-// be differentiated again). Names of nodes written in Python take the GIL, which PyNode does.
-// Returns 0 or 1, or -1 with *error set.
-int jac_from_compiled_function(const at::Tensor* tensor, int depth, jac_exception** error) {
+// The retains_grad hooks (`t.retain_grad()`) taken off the nodes of a graph while the
+// regularizer runs its own backward passes, which must not leave gradients in `t.grad`; put back
+// by jac_scan_free.
+// Edges hold nodes by std::shared_ptr up to torch 2.14, by c10::intrusive_ptr from 2.15 on.
+using jac_node_ptr = decltype(torch::autograd::Edge::function);
+
+struct jac_scan {
+  std::vector<std::pair<jac_node_ptr,
+                        std::unordered_map<size_t, std::unique_ptr<torch::autograd::FunctionPreHook>>>>
+      detached;
+};
+
+// Walks the nodes of `output`'s graph from which a gradient reaches `input` (the nodes a backward
+// pass from `output` to `input` runs), without descending past `input`'s own node. Sets *compiled
+// when one of them is a torch.compile'd function's backward (CompiledFunctionBackward, which
+// cannot be differentiated again; names of nodes written in Python take the GIL, which PyNode
+// does), when `find_compiled`. With `detach_retained_grad`, takes their retains_grad hooks off
+// into *scan (else *scan is null), for jac_scan_free to put back. Returns 0, or 1 with *error set.
+int jac_scan_graph(const at::Tensor* output, const at::Tensor* input, bool find_compiled,
+                   bool detach_retained_grad, bool* compiled, jac_scan** scan,
+                   jac_exception** error) {
+  using torch::autograd::Node;
+  *compiled = false;
+  *scan = nullptr;
   try {
-    auto node = tensor->grad_fn();
-    for (int i = 0; i < depth && node; ++i) {
-      if (node->name().find("CompiledFunctionBackward") != std::string::npos) {
-        return 1;
+    auto root = output->grad_fn();
+    if (!root || !input->requires_grad()) {
+      return 0;
+    }
+    Node* target = torch::autograd::impl::gradient_edge(*input).function.get();
+    auto result = std::make_unique<jac_scan>();
+    // Post-order, iteratively (graphs can be deeper than the C++ stack): a node reaches the
+    // target when one of its next edges does.
+    std::unordered_map<Node*, bool> reaches;
+    struct Frame {
+      Node* node;
+      size_t next;
+      bool reaches;
+    };
+    std::vector<Frame> stack;
+    auto finish = [&](Node* node, bool reached) {
+      reaches.emplace(node, reached);
+      if (!reached) {
+        return;
       }
-      node = node->num_inputs() > 0 && node->next_edges().size() > 0
-                 ? node->next_edge(0).function
-                 : nullptr;
+      if (find_compiled && !*compiled &&
+          node->name().find("CompiledFunctionBackward") != std::string::npos) {
+        *compiled = true;
+      }
+      auto& hooks = node->retains_grad_hooks();
+      if (detach_retained_grad && !hooks.empty()) {
+        result->detached.emplace_back(jac_node_ptr(node->getptr()), std::move(hooks));
+        hooks.clear();
+      }
+    };
+    if (root.get() == target) {
+      finish(root.get(), true);
+    } else {
+      stack.push_back({root.get(), 0, false});
+      reaches.emplace(root.get(), false);  // on the stack: a DAG never comes back to it
+    }
+    while (!stack.empty()) {
+      Frame& frame = stack.back();
+      if (frame.next == frame.node->next_edges().size()) {
+        Node* node = frame.node;
+        bool reached = frame.reaches;
+        stack.pop_back();
+        reaches.erase(node);
+        finish(node, reached);
+        if (!stack.empty()) {
+          stack.back().reaches = stack.back().reaches || reached;
+        }
+        continue;
+      }
+      Node* next = frame.node->next_edge(frame.next++).function.get();
+      if (!next) {
+        continue;
+      }
+      if (next == target) {
+        if (reaches.find(next) == reaches.end()) {
+          finish(next, true);
+        }
+        frame.reaches = true;
+        continue;
+      }
+      auto seen = reaches.find(next);
+      if (seen != reaches.end()) {
+        frame.reaches = frame.reaches || seen->second;
+        continue;
+      }
+      reaches.emplace(next, false);
+      stack.push_back({next, 0, false});
+    }
+    if (!result->detached.empty()) {
+      *scan = result.release();
     }
     return 0;
   } catch (...) {
     *error = capture_current_exception();
-    return -1;
+    return 1;
   }
+}
+
+// Puts the detached retains_grad hooks back and frees the scan.
+void jac_scan_free(jac_scan* scan) {
+  for (auto& [node, hooks] : scan->detached) {
+    auto& current = node->retains_grad_hooks();
+    for (auto& [index, hook] : hooks) {
+      current.emplace(index, std::move(hook));
+    }
+  }
+  delete scan;
 }
 
 const char* jac_exception_message(const jac_exception* error) { return error->message.c_str(); }

@@ -1,6 +1,6 @@
 //! Up-front checks of the input and output tensors, so misuse fails with a message that names the fix.
 
-use crate::engine;
+use crate::engine::{self, RetainedGradHooks};
 use crate::error::{Error, Result};
 use tch::{Device, Kind, Tensor};
 
@@ -86,48 +86,43 @@ pub fn check_device(t: &Tensor, name: &str) -> Result<Device> {
     }
 }
 
-/// What would have to differentiate y's backward again, for the message when it cannot.
-#[derive(Clone, Copy, Debug)]
-pub struct DoubleBackward {
-    pub what: &'static str,
-    /// Whether computing under `torch.no_grad()` avoids it (true for the Frobenius norm; the
-    /// spectral norm's power iteration always needs it).
-    pub no_grad_helps: bool,
-}
-
-/// Refuses what the autograd state would make fail later, or crash: inference mode, which
-/// forbids the backward passes everything here runs (checked before anything else, so that an
-/// empty batch fails like any other), and, where the result needs y's backward differentiated,
-/// a y straight out of a torch.compile'd function, whose backward cannot be (loss.backward()
-/// would fail later, with a message that does not name the regularizer).
-pub fn check_autograd_state(y: &Tensor, double_backward: Option<DoubleBackward>) -> Result<()> {
+/// Refuses inference mode, which forbids the backward passes everything here runs (checked
+/// before anything else, so that an empty batch fails like any other).
+pub fn check_autograd_state() -> Result<()> {
     if engine::inference_mode_enabled() {
         return Err(Error::runtime_error(
             "the regularizer cannot record its backward passes under torch.inference_mode(); \
              use torch.no_grad() for evaluation and logging instead",
         ));
     }
-    let Some(DoubleBackward {
-        what,
-        no_grad_helps,
-    }) = double_backward
-    else {
-        return Ok(());
-    };
-    // The first nodes of y's first input chain: a compiled model, then perhaps a reshape.
-    if engine::from_compiled_function(y, 4)? {
-        let logging = if no_grad_helps {
-            ", or compute it for logging only, under torch.no_grad()"
-        } else {
-            ""
-        };
-        return Err(Error::runtime_error(format!(
-            "y comes from a torch.compile'd model: torch.compile does not support double \
-             backward, which {what} needs; run the model uncompiled where it is used (for a \
-             compiled module, `model._orig_mod(data)`){logging}"
-        )));
-    }
     Ok(())
+}
+
+/// The message for a y whose graph holds a torch.compile'd function between it and x, when `what`
+/// needs that function's backward differentiated again, which torch.compile does not support.
+pub fn compiled_message(what: &str, no_grad_helps: bool) -> String {
+    let logging = if no_grad_helps {
+        ", or compute it for logging only, under torch.no_grad()"
+    } else {
+        ""
+    };
+    format!(
+        "y comes from a torch.compile'd function: torch.compile does not support double \
+         backward, which {what} needs; call the regularizer inside the same torch.compile'd \
+         function as the model (it is traced into the same graph), or run the model uncompiled \
+         where it is used (for a compiled module, `model._orig_mod(data)`){logging}"
+    )
+}
+
+/// Walks y's graph back to x: refuses a torch.compile'd function between them when `needs` names
+/// what would differentiate its backward again, and takes the retains_grad hooks off until the
+/// returned guard is dropped.
+pub fn scan_graph(x: &Tensor, y: &Tensor, needs: Option<&str>) -> Result<RetainedGradHooks> {
+    let scan = engine::scan_graph(y, x, needs.is_some(), true)?;
+    match needs {
+        Some(what) if scan.compiled => Err(Error::runtime_error(compiled_message(what, false))),
+        _ => Ok(scan.retained),
+    }
 }
 
 /// Checks `x` and `y` and returns y's dtype.

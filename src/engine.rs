@@ -16,6 +16,11 @@ struct RawWarnings {
     _private: [u8; 0],
 }
 
+#[repr(C)]
+struct RawScan {
+    _private: [u8; 0],
+}
+
 extern "C" {
     fn jac_grad(
         output: *const C_tensor,
@@ -27,11 +32,16 @@ extern "C" {
     ) -> c_int;
     fn jac_grad_enabled() -> bool;
     fn jac_inference_mode_enabled() -> bool;
-    fn jac_from_compiled_function(
-        tensor: *const C_tensor,
-        depth: c_int,
+    fn jac_scan_graph(
+        output: *const C_tensor,
+        input: *const C_tensor,
+        find_compiled: bool,
+        detach_retained_grad: bool,
+        compiled: *mut bool,
+        scan: *mut *mut RawScan,
         error: *mut *mut RawException,
     ) -> c_int;
+    fn jac_scan_free(scan: *mut RawScan);
     fn jac_exception_message(error: *const RawException) -> *const c_char;
     fn jac_exception_kind(error: *const RawException) -> c_int;
     fn jac_exception_set_python_error(error: *const RawException);
@@ -147,19 +157,72 @@ pub fn inference_mode_enabled() -> bool {
     unsafe { jac_inference_mode_enabled() }
 }
 
-/// Whether `tensor` comes straight out of a torch.compile'd function: one of the first `depth`
-/// nodes along its graph's first inputs is a `CompiledFunctionBackward`.
-pub fn from_compiled_function(tensor: &Tensor, depth: i32) -> Result<bool> {
-    let mut error: *mut RawException = null_mut();
-    // SAFETY: the tensor outlives the call; on -1 the shim sets error.
-    match unsafe { jac_from_compiled_function(tensor.as_ptr(), depth, &mut error) } {
-        0 => Ok(false),
-        1 => Ok(true),
-        _ => match NonNull::new(error) {
-            Some(raw) => Err(Error::from_torch(TorchException { raw })),
-            None => Err(Error::runtime_error("reading y's graph failed")),
-        },
+/// What a walk of the graph from `y` to `x` found (see [`scan_graph`]).
+pub struct GraphScan {
+    /// A torch.compile'd function's backward lies between y and x: it cannot be differentiated
+    /// again.
+    pub compiled: bool,
+    /// The retains_grad hooks taken off, put back when this is dropped.
+    pub retained: RetainedGradHooks,
+}
+
+/// The retains_grad hooks (`t.retain_grad()`) of the nodes between y and x, taken off while the
+/// regularizer runs its own backward passes, so that they leave nothing in `t.grad`; put back on
+/// drop, so that the caller's own backward pass fills `t.grad` as usual.
+pub struct RetainedGradHooks {
+    raw: Option<NonNull<RawScan>>,
+}
+
+// The shim's object holds shared pointers to graph nodes and their hooks; only this thread puts
+// them back, but the value may move with the call.
+unsafe impl Send for RetainedGradHooks {}
+
+impl Drop for RetainedGradHooks {
+    fn drop(&mut self) {
+        if let Some(raw) = self.raw.take() {
+            // SAFETY: owned, freed once.
+            unsafe { jac_scan_free(raw.as_ptr()) }
+        }
     }
+}
+
+/// Walks the nodes of y's graph from which a gradient reaches x (the nodes the regularizer's
+/// backward passes run): whether a torch.compile'd function's backward is among them (when
+/// `find_compiled`), and, with `detach_retained_grad`, their retains_grad hooks, taken off until
+/// the result is dropped.
+pub fn scan_graph(
+    y: &Tensor,
+    x: &Tensor,
+    find_compiled: bool,
+    detach_retained_grad: bool,
+) -> Result<GraphScan> {
+    let mut error: *mut RawException = null_mut();
+    let mut scan: *mut RawScan = null_mut();
+    let mut compiled = false;
+    // SAFETY: the tensors outlive the call; on 1 the shim sets error, else perhaps scan.
+    let failed = unsafe {
+        jac_scan_graph(
+            y.as_ptr(),
+            x.as_ptr(),
+            find_compiled,
+            detach_retained_grad,
+            &mut compiled,
+            &mut scan,
+            &mut error,
+        )
+    };
+    if failed != 0 {
+        return Err(match NonNull::new(error) {
+            Some(raw) => Error::from_torch(TorchException { raw }),
+            None => Error::runtime_error("reading y's graph failed"),
+        });
+    }
+    Ok(GraphScan {
+        compiled,
+        retained: RetainedGradHooks {
+            raw: NonNull::new(scan),
+        },
+    })
 }
 
 /// One libtorch warning, as torch's bindings hand it to Python.

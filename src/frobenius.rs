@@ -2,7 +2,7 @@
 
 use crate::autograd::vector_jacobian_product;
 use crate::checks::{
-    batch_and_size, check_autograd_state, check_inputs, check_same_batch, DoubleBackward, Shaped,
+    batch_and_size, check_autograd_state, check_inputs, check_same_batch, scan_graph, Shaped,
 };
 use crate::directions::{Directions, Draws};
 use crate::error::{Error, Interrupt, Result};
@@ -21,11 +21,7 @@ pub fn squared_frobenius(
     draws: Draws,
     interrupt: Interrupt,
 ) -> Result<Tensor> {
-    let double_backward = DoubleBackward {
-        what: "the regularizer's gradient",
-        no_grad_helps: true,
-    };
-    check_autograd_state(&y.tensor, options.create_graph.then_some(double_backward))?;
+    check_autograd_state()?;
     if !(options.factor.is_finite() && options.factor >= 0.0) {
         return Err(Error::value_error(format!(
             "factor must be a finite number >= 0, got {}",
@@ -33,6 +29,10 @@ pub fn squared_frobenius(
         )));
     }
     let kind = check_inputs(&x.tensor, &y.tensor)?;
+    // A torch.compile'd function in y's graph is the caller's to handle (the Python layer
+    // computes the value without a graph and refuses the backward); the backward passes here
+    // must not fill the `.grad` of tensors that retain it, so their hooks are off until the end.
+    let _retained = scan_graph(&x.tensor, &y.tensor, None)?;
     let (batch, per_sample) = batch_and_size(&y.shape)?;
     let per_sample_out = options.reduction == Reduction::None;
     if per_sample_out {

@@ -2,7 +2,7 @@
 
 use crate::autograd::{gradient, vector_jacobian_product};
 use crate::checks::{
-    batch_and_size, check_autograd_state, check_inputs, check_same_batch, DoubleBackward, Shaped,
+    batch_and_size, check_autograd_state, check_inputs, check_same_batch, scan_graph, Shaped,
 };
 use crate::directions::{start, Normal};
 use crate::error::{Interrupt, Result};
@@ -24,13 +24,14 @@ pub fn spectral_norms(
     normal: &dyn Normal,
     interrupt: Interrupt,
 ) -> Result<Tensor> {
-    // Power iteration differentiates the backward pass even without gradients.
-    let double_backward = DoubleBackward {
-        what: "the spectral norm's power iteration",
-        no_grad_helps: false,
-    };
-    check_autograd_state(&y.tensor, Some(double_backward))?;
+    check_autograd_state()?;
     let kind = check_inputs(&x.tensor, &y.tensor)?;
+    // Power iteration differentiates the backward pass even without gradients.
+    let _retained = scan_graph(
+        &x.tensor,
+        &y.tensor,
+        Some("the spectral norm's power iteration"),
+    )?;
     let (batch, per_sample) = batch_and_size(&y.shape)?;
     check_same_batch(&x.shape, batch, "the spectral norm")?;
     if batch == 0 || per_sample == 0 {

@@ -10,4 +10,7 @@ from jacobian.functional import jacobian_norm, spectral_norm  # noqa: E402
 from jacobian.regularizer import JacobianReg  # noqa: E402
 from jacobian.spectral import JacobianSpectralReg  # noqa: E402
 
+# Upstream's package defines it; code written for upstream may read it.
+name = "jacobian"
+
 __all__ = ["JacobianReg", "JacobianSpectralReg", "__version__", "jacobian_norm", "spectral_norm"]

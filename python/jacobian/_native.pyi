@@ -10,6 +10,7 @@ __all__ = [
     "__version__",
     "check_frobenius_options",
     "check_spectral_options",
+    "compiled_function_between",
     "frobenius_sq",
     "spectral_norm",
     "spectral_sq",
@@ -56,6 +57,13 @@ def spectral_sq(
     generator: torch.Generator | None = None,
 ) -> Tensor:
     """Returns factor * reduce_b sigma_max(J_b)^2, by power iteration."""
+
+def compiled_function_between(x: Tensor, y: Tensor) -> bool:
+    """Whether a torch.compile'd function's backward lies between y and x in y's graph.
+
+    Walks every node of y's graph from which a gradient reaches x (the nodes a backward pass
+    from y to x runs); such a function's backward cannot be differentiated again.
+    """
 
 def check_frobenius_options(
     n: int, projection: str, reduction: str, generator: torch.Generator | None = None

@@ -1,4 +1,4 @@
-"""Functional forms of the regularizers and norms: the only module that calls the native one."""
+"""Functional forms of the regularizers and norms, the public entry points to the native calls."""
 
 from __future__ import annotations
 
@@ -6,8 +6,15 @@ from typing import Callable
 
 import torch
 from torch import Tensor
+from torch.overrides import handle_torch_function, has_torch_function_variadic
 
-from jacobian import _native
+from jacobian import _calls, _native
+
+# Each function follows torch.nn.functional's protocol: a tensor subclass with
+# __torch_function__, or an active TorchFunctionMode, sees the call (the function, its
+# arguments) and decides what it returns; torch's default implementation calls the function
+# again on plain tensors and returns the result as the subclass. On plain tensors the check is
+# one C call.
 
 
 def jacobian_reg(
@@ -46,7 +53,19 @@ def jacobian_reg(
             was freed, the two are on different devices, ``y`` comes from a torch.compile'd
             model while gradients are enabled, or the call is made under inference mode.
     """
-    return _native.frobenius_sq(x, y, n, projection, reduction, 0.5, generator, directions)
+    if has_torch_function_variadic(x, y):
+        return handle_torch_function(
+            jacobian_reg,
+            (x, y),
+            x,
+            y,
+            n,
+            reduction=reduction,
+            projection=projection,
+            generator=generator,
+            directions=directions,
+        )
+    return _calls.frobenius_sq(x, y, n, projection, reduction, 0.5, generator, directions)
 
 
 def jacobian_norm(
@@ -80,7 +99,11 @@ def jacobian_norm(
         RuntimeError: ``x`` does not require grad, ``y`` is not computed from it, or the call is
             made under ``torch.inference_mode()``.
     """
-    return _native.frobenius_sq(x, y, n, projection, "none", 1.0, generator)
+    if has_torch_function_variadic(x, y):
+        return handle_torch_function(
+            jacobian_norm, (x, y), x, y, n, projection=projection, generator=generator
+        )
+    return _calls.frobenius_sq(x, y, n, projection, "none", 1.0, generator)
 
 
 def spectral_norm(
@@ -117,7 +140,11 @@ def spectral_norm(
         RuntimeError: ``x`` does not require grad, ``y`` is not computed from it, or the call is
             made under ``torch.inference_mode()``.
     """
-    return _native.spectral_norm(x, y, iters, tol, generator)
+    if has_torch_function_variadic(x, y):
+        return handle_torch_function(
+            spectral_norm, (x, y), x, y, iters=iters, tol=tol, generator=generator
+        )
+    return _calls.spectral_norm(x, y, iters, tol, generator)
 
 
 def jacobian_spectral_reg(
@@ -151,18 +178,40 @@ def jacobian_spectral_reg(
         RuntimeError: ``x`` does not require grad, ``y`` is not computed from it, comes from a
             torch.compile'd model, or the call is made under ``torch.inference_mode()``.
     """
-    return _native.spectral_sq(x, y, iters, tol, reduction, 0.5, generator)
+    if has_torch_function_variadic(x, y):
+        return handle_torch_function(
+            jacobian_spectral_reg,
+            (x, y),
+            x,
+            y,
+            iters=iters,
+            tol=tol,
+            reduction=reduction,
+            generator=generator,
+        )
+    return _calls.spectral_sq(x, y, iters, tol, reduction, 0.5, generator)
 
 
 def check_jacobian_reg_options(
     n: int, reduction: str, projection: str, generator: torch.Generator | None
 ) -> int:
     """Checks :func:`jacobian_reg`'s options (for a module's constructor); returns ``n``."""
-    return _native.check_frobenius_options(n, projection, reduction, generator)
+    check = _native.check_frobenius_options
+    if torch.compiler.is_compiling():  # a module built inside compiled code
+        check = _check_frobenius_outside_graph
+    return check(n, projection, reduction, generator)
 
 
 def check_spectral_reg_options(
     iters: int, tol: float, reduction: str, generator: torch.Generator | None
 ) -> None:
     """Checks :func:`jacobian_spectral_reg`'s options (for a module's constructor)."""
-    _native.check_spectral_options(iters, tol, reduction, generator)
+    check = _native.check_spectral_options
+    if torch.compiler.is_compiling():
+        check = _check_spectral_outside_graph
+    check(iters, tol, reduction, generator)
+
+
+# Dynamo cannot look inside the native checks: run as they are, outside the graph.
+_check_frobenius_outside_graph = torch.compiler.disable(_native.check_frobenius_options)
+_check_spectral_outside_graph = torch.compiler.disable(_native.check_spectral_options)

@@ -133,6 +133,14 @@ fn spectral_sq<'py>(
     })
 }
 
+/// Whether a torch.compile'd function's backward lies between y and x in y's graph (see
+/// `jacobian._native.pyi`).
+#[pyfunction]
+fn compiled_function_between(x: &Bound<'_, PyAny>, y: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let (x, y) = args::operands(x, y)?;
+    Ok(engine::scan_graph(&y.tensor, &x.tensor, true, false)?.compiled)
+}
+
 /// Checks the Frobenius regularizer's options as `frobenius_sq` does; returns n.
 #[pyfunction]
 #[pyo3(signature = (n, projection, reduction, generator = None))]
@@ -169,6 +177,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(frobenius_sq, m)?)?;
     m.add_function(wrap_pyfunction!(spectral_norm, m)?)?;
     m.add_function(wrap_pyfunction!(spectral_sq, m)?)?;
+    m.add_function(wrap_pyfunction!(compiled_function_between, m)?)?;
     m.add_function(wrap_pyfunction!(check_frobenius_options, m)?)?;
     m.add_function(wrap_pyfunction!(check_spectral_options, m)?)?;
     Ok(())
