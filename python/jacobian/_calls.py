@@ -23,7 +23,8 @@ from jacobian import _fsdp, _native
 def _in_transform(x: Tensor, y: Tensor) -> bool:
     """Whether x or y is a torch.func transform's wrapped tensor (grad, vjp, jacrev, vmap...)."""
     wrapped = torch._C._functorch.is_functorch_wrapped_tensor
-    return wrapped(x) or wrapped(y)
+    # Anything else than a tensor is the native module's to refuse, with its own message.
+    return any(isinstance(t, Tensor) and wrapped(t) for t in (x, y))
 
 
 TRANSFORM_MESSAGE = (
