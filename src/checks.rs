@@ -99,18 +99,16 @@ pub fn check_autograd_state() -> Result<()> {
 }
 
 /// The message for a y whose graph holds a torch.compile'd function between it and x, when `what`
-/// needs that function's backward differentiated again, which torch.compile does not support.
-pub fn compiled_message(what: &str, no_grad_helps: bool) -> String {
-    let logging = if no_grad_helps {
-        ", or compute it for logging only, under torch.no_grad()"
-    } else {
-        ""
-    };
+/// (the spectral norm's power iteration) needs that function's backward differentiated again,
+/// which torch.compile does not support. (The Frobenius norm needs it only for its gradient: the
+/// Python layer computes its value and refuses the backward instead.)
+pub fn compiled_message(what: &str) -> String {
     format!(
         "y comes from a torch.compile'd function: torch.compile does not support double \
-         backward, which {what} needs; call the regularizer inside the same torch.compile'd \
-         function as the model (it is traced into the same graph), or run the model uncompiled \
-         where it is used (for a compiled module, `model._orig_mod(data)`){logging}"
+         backward, which {what} needs; call it inside the same torch.compile'd function as the \
+         model, with tol=0 (it is then traced into the same graph; the early stop reads values \
+         back, which a graph cannot), or run the model uncompiled where it is used (for a \
+         compiled module, `model._orig_mod(data)`)"
     )
 }
 
@@ -120,7 +118,7 @@ pub fn compiled_message(what: &str, no_grad_helps: bool) -> String {
 pub fn scan_graph(x: &Tensor, y: &Tensor, needs: Option<&str>) -> Result<RetainedGradHooks> {
     let scan = engine::scan_graph(y, x, needs.is_some(), true)?;
     match needs {
-        Some(what) if scan.compiled => Err(Error::runtime_error(compiled_message(what, false))),
+        Some(what) if scan.compiled => Err(Error::runtime_error(compiled_message(what))),
         _ => Ok(scan.retained),
     }
 }
