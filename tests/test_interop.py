@@ -135,6 +135,27 @@ def test_compile_warns_nothing():
     assert [str(w.message) for w in caught] == []
 
 
+# After a graph break Dynamo resumes in a frame that takes the non-leaf y, and warns about that
+# itself (torch's warning, with or without the regularizer; see below).
+@pytest.mark.filterwarnings("ignore:The .grad attribute of a Tensor that is not a leaf")
+def test_compiled_spectral_step_traces_with_tol_zero_and_explains_tol():
+    model = make()
+    eager = training_step(model, JacobianSpectralReg(iters=4, tol=0.0))
+    compiled = torch.compile(eager, backend="aot_eager")
+    for x, target in batches():
+        torch.manual_seed(7)
+        got = step_grads(compiled, model, x, target)
+        torch.manual_seed(7)
+        torch.testing.assert_close(got, step_grads(eager, model, x, target))
+    # The early stop reads a value back: the call breaks the graph and runs on a compiled y.
+    stopping = torch.compile(
+        training_step(model, JacobianSpectralReg(tol=1e-4)), backend="aot_eager"
+    )
+    x, target = batches()[0]
+    with pytest.raises(RuntimeError, match=r"torch\.compile'd function.*with tol=0"):
+        stopping(x.requires_grad_(), target)
+
+
 # Dynamo itself warns when a compiled function takes a non-leaf tensor (y here), with or without
 # the regularizer: torch's warning, not ours.
 @pytest.mark.filterwarnings("ignore:The .grad attribute of a Tensor that is not a leaf")

@@ -212,9 +212,10 @@ def _in_graph(eager: Callable[..., Tensor]) -> Callable[..., Tensor]:
     """``eager`` as one call in Dynamo's graph; where it cannot be one, a graph break.
 
     Dynamo runs the call once on fake tensors to learn its result. When that fails, the graph
-    cannot hold it: y's graph starts before the compiled function (y is one of its inputs),
-    shapes are symbolic, or the spectral norm stops on a value read back (tol > 0). Dynamo's
-    own signal for "break the graph here" (`Unsupported`) then makes it run the call eagerly,
+    cannot hold it: y's graph starts before the compiled function (y is one of its inputs), or
+    the spectral norm stops on a value read back (tol > 0). The fake tensors' own signal for an
+    operation they cannot run (`UnsupportedOperatorException`, which Dynamo turns into a graph
+    break on every release from 2.5 on) then makes Dynamo run the call eagerly,
     where y's graph is complete, or where the error is the user's, raised with its own message.
     """
 
@@ -226,11 +227,10 @@ def _in_graph(eager: Callable[..., Tensor]) -> Callable[..., Tensor]:
         except Exception as error:
             if not _tracing_for_dynamo(*args[:2]):
                 raise
-            from torch._dynamo.exc import Unsupported
+            from torch._subclasses.fake_tensor import UnsupportedOperatorException
 
-            raise Unsupported(
-                f"jacobian: the regularizer runs outside the graph here ({error})"
-            ) from error
+            reason = f"jacobian: the regularizer runs outside the graph here ({error})"
+            raise UnsupportedOperatorException(reason) from error
 
     name = getattr(eager, "__name__", "call").replace("_eager", "_in_graph")
     call.__name__ = call.__qualname__ = name
