@@ -27,6 +27,8 @@ def _in_transform(x: Tensor, y: Tensor) -> bool:
     return any(isinstance(t, Tensor) and wrapped(t) for t in (x, y))
 
 
+WHAT = "the Jacobian regularizer"
+
 TRANSFORM_MESSAGE = (
     "{what} cannot run inside a torch.func transform (torch.func.grad, vjp, jacrev, vmap, ...): "
     "it differentiates y's autograd graph with respect to x, and a transform's wrapped tensors "
@@ -109,9 +111,6 @@ def frobenius_sq(
             x, y, n, projection, reduction, factor, generator, directions
         )
     return _frobenius_eager(x, y, n, projection, reduction, factor, generator, directions)
-
-
-WHAT = "the Jacobian regularizer"
 
 
 def _frobenius_eager(

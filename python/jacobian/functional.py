@@ -50,8 +50,9 @@ def jacobian_reg(
         TypeError: An argument has the wrong type.
         ValueError: A bad option, a 0-d ``y``, or ``n`` above C with orthogonal projections.
         RuntimeError: ``x`` does not require grad, ``y`` does not depend on ``x`` or its graph
-            was freed, the two are on different devices, ``y`` comes from a torch.compile'd
-            model while gradients are enabled, or the call is made under inference mode.
+            was freed, the two are on different devices, or the call is made under inference
+            mode or inside a torch.func transform. Where ``y`` comes from a separately
+            torch.compile'd function, the value is computed and a backward through it raises.
     """
     if has_torch_function_variadic(x, y):
         return handle_torch_function(
@@ -97,7 +98,7 @@ def jacobian_norm(
         TypeError: An argument has the wrong type.
         ValueError: A bad option, a 0-d ``y``, or ``x`` and ``y`` of different batch sizes.
         RuntimeError: ``x`` does not require grad, ``y`` is not computed from it, or the call is
-            made under ``torch.inference_mode()``.
+            made under ``torch.inference_mode()`` or inside a torch.func transform.
     """
     if has_torch_function_variadic(x, y):
         return handle_torch_function(
@@ -137,8 +138,9 @@ def spectral_norm(
     Raises:
         TypeError: An argument has the wrong type.
         ValueError: ``iters`` < 1, a bad ``tol``, or ``x`` and ``y`` of different batch sizes.
-        RuntimeError: ``x`` does not require grad, ``y`` is not computed from it, or the call is
-            made under ``torch.inference_mode()``.
+        RuntimeError: ``x`` does not require grad, ``y`` is not computed from it or comes from a
+            separately torch.compile'd function, or the call is made under
+            ``torch.inference_mode()`` or inside a torch.func transform.
     """
     if has_torch_function_variadic(x, y):
         return handle_torch_function(
@@ -175,8 +177,9 @@ def jacobian_spectral_reg(
     Raises:
         TypeError: An argument has the wrong type.
         ValueError: A bad option, or ``x`` and ``y`` of different batch sizes.
-        RuntimeError: ``x`` does not require grad, ``y`` is not computed from it, comes from a
-            torch.compile'd model, or the call is made under ``torch.inference_mode()``.
+        RuntimeError: ``x`` does not require grad, ``y`` is not computed from it or comes from a
+            separately torch.compile'd function, or the call is made under
+            ``torch.inference_mode()`` or inside a torch.func transform.
     """
     if has_torch_function_variadic(x, y):
         return handle_torch_function(

@@ -95,9 +95,10 @@ class JacobianReg(nn.Module):
             TypeError: ``x`` or ``y`` is not a real floating-point, strided torch.Tensor.
             ValueError: ``y`` is 0-d, or ``n`` exceeds C with orthogonal projections.
             RuntimeError: ``x`` does not require grad, ``y`` does not depend on ``x`` or its
-                graph was freed, the two are on different devices, ``y`` comes from a
-                torch.compile'd model while gradients are enabled (double backward), or the call
-                is made under ``torch.inference_mode()``.
+                graph was freed, the two are on different devices, or the call is made under
+                ``torch.inference_mode()`` or inside a torch.func transform. Where ``y`` comes
+                from a separately torch.compile'd function (double backward), the value is
+                computed and a backward through it raises.
         """
         return functional.jacobian_reg(
             x,

@@ -57,8 +57,8 @@ class JacobianSpectralReg(nn.Module):
             TypeError: ``x`` or ``y`` is not a real floating-point, strided torch.Tensor.
             ValueError: ``x`` and ``y`` have different batch sizes, or ``y`` is 0-d.
             RuntimeError: ``x`` does not require grad, ``y`` is not computed from it, ``y``
-                comes from a torch.compile'd model, or the call is made under
-                ``torch.inference_mode()``.
+                comes from a separately torch.compile'd function, or the call is made under
+                ``torch.inference_mode()`` or inside a torch.func transform.
         """
         return functional.jacobian_spectral_reg(
             x,
