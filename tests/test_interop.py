@@ -103,6 +103,22 @@ def test_compiled_step_with_random_projections_equals_eager(backend):
             torch.testing.assert_close(got, step_grads(eager, model, x, target))
 
 
+@pytest.mark.parametrize("backend", ["aot_eager", "inductor"])
+def test_fullgraph_step_returning_the_loss_needs_no_traced_autograd_ops(backend):
+    # One graph holds the model and the regularizer by default; only a `loss.backward()` inside
+    # the compiled function needs Dynamo to trace autograd ops (next test).
+    model, reg = make(), JacobianReg(n=-1)
+
+    def loss_of(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        y = model(x)
+        return nn.functional.cross_entropy(y, target) + LAMBDA * reg(x, y)
+
+    compiled = torch.compile(loss_of, backend=backend, fullgraph=True)
+    for x, target in batches():
+        got = step_grads(lambda x, t: compiled(x, t).backward(), model, x, target)
+        torch.testing.assert_close(got, reference_grads(model, x, target))
+
+
 @pytest.mark.skipif(
     not hasattr(torch._dynamo.config, "trace_autograd_ops"),
     reason=f"torch {torch.__version__} has no torch._dynamo.config.trace_autograd_ops",
