@@ -140,7 +140,7 @@ format: venv  ## Format Rust and Python sources in place
 	ruff check --fix $(LINTED)
 
 .PHONY: wheels
-wheels: sdist  ## Every release's wheel, and the sdist, into dist/wheels/torch-<minor>/ (pip -f)
+wheels:  ## Every release's wheel, and the sdist, into dist/wheels/torch-<minor>/ (for pip -f)
 	bash scripts/matrix.sh --wheels
 
 .PHONY: matrix

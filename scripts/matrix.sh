@@ -7,9 +7,9 @@
 #                                          another of the same minor (PIN_CHECKS="built:beside ...")
 #   bash scripts/matrix.sh --wheels [RELEASE ...]
 #                                          each release's wheel, built only, into
-#                                          dist/wheels/torch-<minor>/ beside the sdist of
-#                                          dist/sdist/ (`make sdist`), which pip builds from
-#                                          where no wheel fits the platform
+#                                          dist/wheels/torch-<minor>/ beside the sdist
+#                                          (`make sdist`), which pip builds from where no wheel
+#                                          fits the platform
 #
 # Each release runs `make TORCH=<release> test` in its own venv (deleted afterwards unless
 # KEEP_VENVS=1) and target dir; the counts go to docs/compatibility.jsonl, one JSON line per run,
@@ -62,6 +62,7 @@ drop_venv() {  # the default release's venv stays: every plain `make` uses it
 if [ "${1:-}" = --wheels ]; then
     set -e
     shift
+    release_make sdist
     for release in ${@:-$($RELEASES list)}; do
         release_make TORCH="$release" wheel
         rm -rf "dist/wheels/torch-$release" && mkdir -p "dist/wheels/torch-$release"
