@@ -6,6 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from jacobian import functional
+from jacobian._generators import pickled_state, restore_default_generator
 
 # The options a regularizer pickled by the upstream package lacks: it has only `n`.
 _DEFAULTS = {"reduction": "mean", "projection": "sphere", "generator": None}
@@ -20,8 +21,11 @@ class JacobianReg(nn.Module):
     output space (Hoffman, Roberts and Yaida, arXiv:1908.02729). The estimate is unbiased:
     its expectation is ``||J||_F^2 / (2B)``, which ``n=-1`` computes exactly.
 
-    Without ``generator`` the draws come from torch's default generator of ``y``'s device, in
-    ``y``'s dtype, so ``torch.manual_seed`` reproduces them. The result is differentiable while
+    Each projection draws ``torch.randn(B, C)`` in torch's default dtype (float32) whatever
+    ``y``'s dtype, normalises it per row and only then casts it to ``y``'s dtype, as upstream
+    does: on the CPU, under the same seed, the value and the generator's state afterwards are
+    upstream's. Without ``generator`` the draws come from torch's default generator of ``y``'s
+    device, so ``torch.manual_seed`` reproduces them. The result is differentiable while
     gradients are enabled; under ``torch.no_grad()`` it is computed without the double-backward
     graph, for logging. The graph of ``y`` is kept, so ``loss.backward()`` works afterwards.
 
@@ -34,8 +38,9 @@ class JacobianReg(nn.Module):
         projection: ``"sphere"`` (independent directions, as upstream) or ``"orthogonal"``
             (for n >= 2: n orthonormal Haar-random directions per sample; still unbiased, with
             lower variance, and exact when n equals C).
-        generator: A ``torch.Generator`` on ``y``'s device to draw from instead of the global
-            one.
+        generator: A ``torch.Generator`` to draw from instead of the global one: on ``y``'s
+            device, or on the CPU for any device (drawn there and copied, as upstream does;
+            ``torch.default_generator`` gives upstream's draws for an output on a GPU).
 
     Raises:
         TypeError: An argument has the wrong type.
@@ -74,11 +79,16 @@ class JacobianReg(nn.Module):
                     "_random_vector instead"
                 )
 
+    def __getstate__(self) -> dict:
+        """The state to pickle (or deepcopy); ``torch.default_generator`` goes by name."""
+        return pickled_state(super().__getstate__())
+
     def __setstate__(self, state: dict) -> None:
         """Restores a pickled regularizer; one pickled by the upstream package has only ``n``."""
         super().__setstate__(state)
         for name, default in _DEFAULTS.items():
             self.__dict__.setdefault(name, default)
+        restore_default_generator(self)
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
         """Computes the regularizer for a batch.
@@ -116,7 +126,8 @@ class JacobianReg(nn.Module):
     def _random_vector(self, C: int, B: int) -> Tensor:
         """Upstream's direction hook: B directions uniform on the unit sphere of R^C.
 
-        The regularizer draws its own directions, on ``y``'s device and in its dtype; this is
+        The regularizer draws its own directions without calling this (on the CPU the same
+        ones; for an output on a GPU, on the device, unless ``generator`` is a CPU one); this is
         called only when a subclass overrides it, and then its rows are used as they come, one
         call per projection (upstream's semantics). The default returns what upstream's does.
 
