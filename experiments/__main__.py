@@ -1,13 +1,15 @@
-"""Reproduces the paper's robustness claims: noise, FGSM/PGD accuracy and margins, with figures.
+"""Trains and measures one dataset's models, then writes its JSON, figures and page.
 
-Trains the same model without regularization, with L2 weight decay and with Jacobian
-regularization (the same initialisation, batches and recipe), then measures each on the test set:
-clean accuracy, the exact mean ||J||_F^2, accuracy under white Gaussian noise and under FGSM and
-PGD (L-infinity, clipped to [0, 1]), and distances to the decision boundary. Uses LeNet-5 on MNIST
-when its files are under ``--data-dir``, else an MLP 64-200-200-10 on scikit-learn's 8x8 digits.
-Inputs stay in [0, 1] (no normalisation), so sigma and epsilon are in units of the pixel range.
-Writes ``robustness.json`` and three PNGs to ``--out`` and, with ``--page``, a Markdown page of
-the results: ``python -m experiments --out docs/figures --page docs/robustness.md``.
+Without ``--data-dir``: the paper's robustness claims on scikit-learn's 8x8 digits (an MLP
+without regularization, with L2 weight decay and with Jacobian regularization; about a minute).
+With ``--data-dir``: the paper's MNIST table on a folder of MNIST-format IDX files, MNIST or
+Fashion-MNIST (told apart by their MD5s, or named by ``--dataset``): LeNet' without
+regularization, with L2, dropout, Jacobian regularization and all three (hours; stop it with
+``--max-minutes`` and run the same command again to go on). Every model starts from the same
+initialisation, sees the same batches and is measured the same way: clean accuracy, exact
+||J||_F, accuracy under white noise, FGSM and PGD (inputs in [0, 1]), and margins. The
+experiments themselves are defined in ``experiments/spec.py``; each dataset's page section is
+``experiments/pages/<dataset>.md``.
 """
 
 from __future__ import annotations
@@ -15,107 +17,136 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-from experiments.data import load_digits, load_mnist, mnist_available, subset
-from experiments.evaluation import RobustnessConfig, RobustnessResult, run
-from experiments.report import JSON_NAME, print_table, save, write_page
+from experiments import report
+from experiments.data import identify, load_digits, load_mnist
+from experiments.pipeline import EXIT_UNFINISHED, Budget, Summary, run
+from experiments.spec import EXPERIMENTS, Experiment, quick
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def parse_args(argv: list[str]) -> argparse.Namespace:
     """Reads the command line."""
     parser = argparse.ArgumentParser(
         prog="python -m experiments", description=__doc__.splitlines()[0]
     )
-    parser.add_argument("--data-dir", help="folder with the MNIST IDX files (else: the digits)")
-    parser.add_argument("--out", default="robustness-out", help="folder for the JSON and PNGs")
+    parser.add_argument("--data-dir", help="folder of MNIST-format IDX files (else the digits)")
+    parser.add_argument("--dataset", choices=sorted(EXPERIMENTS), help="default: by the MD5s")
+    parser.add_argument("--out", default="experiments-out", help="folder of the JSON and figures")
+    parser.add_argument("--page", help="also write the page of every JSON in --out here")
     parser.add_argument(
-        "--page", help="also write a Markdown page of the results here (docs/robustness.md)"
+        "--page-only", action="store_true", help="only rewrite --page from the JSON in --out"
     )
-    parser.add_argument("--epochs", type=int, help="default: 30 on the digits, 10 on MNIST")
-    parser.add_argument("--lambda-jr", type=float, default=0.01, help="Jacobian reg. weight")
-    parser.add_argument(
-        "--weight-decay", type=float, default=5e-4, help="L2 baseline's weight decay (0: skip it)"
-    )
-    parser.add_argument("--lr", type=float, default=0.05, help="SGD learning rate")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--pgd-steps", type=int, default=20)
+    parser.add_argument("--checkpoints", default="data/checkpoints", help="checkpoints and caches")
+    parser.add_argument("--epochs", type=int, help="default: the experiment's")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--models", help="comma-separated names of the models (default: all)")
+    parser.add_argument("--train-size", type=int, help="use the first N training images")
+    parser.add_argument("--test-size", type=int, help="use the first N test images")
+    parser.add_argument(
+        "--max-minutes",
+        type=float,
+        help=f"stop between epochs or measurements before this much wall time (exit status "
+        f"{EXIT_UNFINISHED}: run the same command again to go on)",
+    )
+    parser.add_argument(
+        "--train-only", action="store_true", help="stop once every model is trained"
+    )
     parser.add_argument(
         "--threads",
         type=int,
         default=1,
-        help="torch CPU threads (default 1: the models are small, one thread is as fast, and the "
-        "numbers do not depend on the core count)",
+        help="torch CPU threads (default 1: the models are small, and the numbers then do not "
+        "depend on the core count)",
     )
     parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="smoke run: 1 epoch, 200 training and 100 test examples, fewer noise draws",
+        "--quick", action="store_true", help="smoke run: 1 epoch on 500 images, light measurements"
     )
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> RobustnessResult:
-    """Runs the evaluation, prints its tables and writes the JSON, figures and page.
+def experiment_for(args: argparse.Namespace) -> Experiment:
+    """The experiment the command line asks for: a dataset's, with the options applied.
+
+    Raises:
+        SystemExit: The dataset cannot be told, or ``--models`` names an unknown model.
+    """
+    name = args.dataset or (identify(args.data_dir) if args.data_dir else "digits")
+    if name is None:
+        raise SystemExit(
+            f"{args.data_dir} holds neither MNIST's nor Fashion-MNIST's canonical files: "
+            "name the experiment to run on them with --dataset"
+        )
+    experiment = EXPERIMENTS[name]
+    experiment = quick(experiment) if args.quick else experiment
+    training = replace(experiment.training, seed=args.seed)
+    evaluation = replace(experiment.evaluation, seed=args.seed)
+    for key in ("epochs", "train_size"):
+        if getattr(args, key) is not None:
+            training = replace(training, **{key: getattr(args, key)})
+    if args.test_size is not None:
+        evaluation = replace(evaluation, test_size=args.test_size)
+    variants = experiment.variants
+    if args.models and args.page:
+        raise SystemExit("a page shows every model: leave out --models or --page")
+    if args.models:
+        wanted = args.models.split(",")
+        unknown = set(wanted) - {v.name for v in variants}
+        if unknown:
+            names = [v.name for v in variants]
+            raise SystemExit(f"unknown models {sorted(unknown)}: choose among {names}")
+        variants = tuple(v for v in variants if v.name in wanted)
+    return replace(experiment, training=training, evaluation=evaluation, variants=variants)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the command line.
 
     Args:
         argv: The command-line arguments (default: ``sys.argv[1:]``).
 
     Returns:
-        The measurements.
+        The exit status: 0 when done, :data:`EXIT_UNFINISHED` when stopped with work left.
     """
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
-    torch.set_num_threads(args.threads)
-    # An unregularized model fits the training set so confidently that its gradients underflow
-    # into denormal floats, which x86 CPUs process about ten times slower; flush them to zero.
-    torch.set_flush_denormal(True)
-    if args.data_dir and mnist_available(args.data_dir):
-        name, (train, test) = "MNIST", load_mnist(args.data_dir)
-        epochs, margin_samples = args.epochs or 10, 500
+    out = Path(args.out)
+    if args.page_only:
+        if not args.page:
+            raise SystemExit("--page-only rewrites the page named by --page: name one")
+        print(f"Wrote {report.write_page(out, Path(args.page))}.")
+        return 0
+    experiment = experiment_for(args)
+    if experiment.dataset == "digits":
+        train_set, test_set = load_digits(seed=args.seed)
     else:
-        if args.data_dir:
-            print(f"No MNIST files under {args.data_dir}; using the bundled handwritten digits.")
-        name, (train, test) = "digits", load_digits(seed=args.seed)
-        epochs, margin_samples = args.epochs or 30, None
-    config = RobustnessConfig(
-        epochs=epochs,
-        lambda_jr=args.lambda_jr,
-        weight_decay=args.weight_decay,
-        lr=args.lr,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        pgd_steps=args.pgd_steps,
-        margin_samples=margin_samples,
+        train_set, test_set = load_mnist(args.data_dir)
+    torch.set_num_threads(args.threads)
+    # Confident networks push gradients into denormal floats, which x86 CPUs process about ten
+    # times slower; flush them to zero.
+    torch.set_flush_denormal(True)
+
+    def finish(summary: Summary) -> None:
+        written = report.write(summary, out)
+        if args.page:
+            written.append(report.write_page(out, Path(args.page)))
+        print(f"\n{report.tables(summary)}\n\nWrote {', '.join(map(str, written))}.")
+
+    status, _ = run(
+        experiment,
+        train_set,
+        test_set,
+        checkpoints=Path(args.checkpoints),
+        budget=Budget(args.max_minutes),
+        train_only=args.train_only,
+        command=shlex.join(["python", "-m", "experiments", *argv]),
+        finish=finish,
     )
-    if args.quick:
-        train, test = subset(train, 200), subset(test, 100)
-        config.epochs = args.epochs or 1
-        config.noise_draws = 1
-        config.margin_samples = 50
-        config.margin_directions = 2
-        config.slice_resolution = 61
-    print(
-        f"Data: {name} ({len(train)} training, {len(test)} test images); "
-        f"{config.epochs} epochs, lambda_JR={config.lambda_jr:g}, seed {config.seed}."
-    )
-    tic = time.perf_counter()
-    result = run(train, test, config, dataset=name, progress=sys.stderr.isatty())
-    save(result, args.out)
-    wrote = f"{Path(args.out) / JSON_NAME} and 3 PNGs"
-    if args.page:
-        command = shlex.join(["python", "-m", "experiments", *argv])
-        wrote += f", and {write_page(result, args.page, args.out, command)}"
-    print()
-    print_table(result)
-    seconds = time.perf_counter() - tic
-    print(f"\nWrote {wrote} in {seconds:.0f} s.")
-    return result
+    return status
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -167,7 +167,8 @@ def load_mnist(data_dir: str | Path, download: bool = False) -> tuple[TensorData
     if not mnist_available(root):
         if not download:
             raise FileNotFoundError(
-                f"no MNIST IDX files under {root}; pass download=True (--download) to fetch them"
+                f"no MNIST-format IDX files under {root}: `make mnist` fetches MNIST into "
+                "data/mnist (or pass download=True to fetch it with torchvision)"
             )
         try:
             from torchvision.datasets import MNIST
@@ -185,16 +186,20 @@ def load_mnist(data_dir: str | Path, download: bool = False) -> tuple[TensorData
     return sets[0], sets[1]
 
 
-def subset(data: TensorDataset, count: int | None) -> TensorDataset:
-    """The first ``count`` examples of a dataset.
+def identify(data_dir: str | Path) -> str | None:
+    """The dataset a folder of IDX files holds, by the MD5s of its files, if a known one.
 
     Args:
-        data: The dataset.
-        count: How many examples to keep; None keeps them all.
+        data_dir: A folder of MNIST-format IDX files.
 
     Returns:
-        A dataset of the first ``count`` examples (``data`` itself when ``count`` is None).
+        ``"MNIST"`` or ``"Fashion-MNIST"`` when the four files match that dataset's canonical
+        MD5s, else None.
     """
-    if count is None:
-        return data
-    return TensorDataset(*(t[:count] for t in data.tensors))
+    for name, md5s in CANONICAL_MD5.items():
+        try:
+            check_md5(data_dir, md5s)
+        except (OSError, ValueError):
+            continue
+        return name
+    return None

@@ -205,18 +205,6 @@ def nearest_in_plane(
     return float(dist[best]), float(theta[best])
 
 
-def median_distance(values: Sequence[float]) -> float:
-    """The median of distances to the boundary, ``inf`` included.
-
-    Args:
-        values: Distances, ``inf`` where no boundary was found.
-
-    Returns:
-        The median (``inf`` when more than half are ``inf``; NaN when there are none).
-    """
-    return torch.tensor(list(values), dtype=torch.float64).median().item() if values else math.nan
-
-
 @dataclass
 class SliceResult:
     """A 2-D slice of input space around one test input, for one model.

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
-
 import torch
 from torch import Tensor, nn
 
@@ -93,21 +90,6 @@ class Normalize(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Maps inputs to standardised ones of the same shape."""
         return (x - self.mean) / self.std
-
-
-def default_model(image_shape: Sequence[int], classes: int = 10) -> nn.Module:
-    """Picks the model the evaluation trains for images of a given shape.
-
-    Args:
-        image_shape: The shape of one image, without the batch dimension.
-        classes: The number of classes.
-
-    Returns:
-        LeNet-5 for 1x28x28 images (MNIST), otherwise an MLP with two hidden layers of 200.
-    """
-    if tuple(image_shape) == (1, 28, 28):
-        return LeNet5(classes)
-    return MLP(inputs=math.prod(image_shape), classes=classes)
 
 
 @torch.no_grad()

@@ -1,4 +1,11 @@
-"""Reports of a robustness result: Markdown tables, the JSON summary and the generated page."""
+"""The report of an experiment: its JSON and figures, its tables, and its page from a template.
+
+A page is the hand-written Markdown of ``experiments/pages/<dataset>.md`` for each dataset whose
+JSON is in the results folder, with Python format fields filled from that JSON: ``{data[...]}``
+(any JSON field, e.g. ``{data[models][none][accuracy]:.2%}``), ``{table[name]}`` (a table of
+:data:`TABLES`), ``{value[name]}`` (a number of :data:`VALUES`), ``{figures}`` (the results
+folder, relative to the page) and ``{stem}`` (the dataset's file stem).
+"""
 
 from __future__ import annotations
 
@@ -6,136 +13,41 @@ import json
 import math
 import os
 import re
-import sys
 import textwrap
 from collections.abc import Sequence
-from dataclasses import asdict
 from pathlib import Path
-from typing import TextIO
+from typing import Callable
 
-import torch
+from experiments.pipeline import Summary, save_json
+from experiments.plots import draw
+from experiments.spec import EXPERIMENTS, slug
 
-from experiments.evaluation import ModelResult, RobustnessConfig, RobustnessResult
-from experiments.margins import SCAN_STEP, TOLERANCE, median_distance
-from experiments.plots import plot_accuracy, plot_margin_histogram, plot_slices
-
-# What save writes into its folder, in this order; the page links the three figures.
-JSON_NAME = "robustness.json"
-ACCURACY_FIGURE = "accuracy.png"
-SLICES_FIGURE = "margins.png"
-HISTOGRAM_FIGURE = "margin_histogram.png"
-
-# The targets the page checks the Jacobian-regularized model against.
-TARGET_JACOBIAN_RATIO = 30
-TARGET_ACCURACY_POINTS = 1.0
-TARGET_SIGMA = 0.6
-TARGET_EPSILON = 0.1
-
-# How the page describes each dataset and the model default_model trains on it.
-DATASETS = {
-    "digits": (
-        "the 1797 handwritten 8x8 digits bundled with scikit-learn, split 3:1 and stratified by "
-        "class",
-        "the MLP 64-200-200-10 with ReLUs",
-    ),
-    "MNIST": ("MNIST (1x28x28 images)", "LeNet-5"),
-}
+PAGES = Path(__file__).resolve().parent / "pages"
+# The datasets a page can show, in the order of their sections.
+SECTIONS = ("digits", "mnist", "fashion-mnist")
 
 
-# --------------------------------------------------------------------------------------------
-# JSON
-# --------------------------------------------------------------------------------------------
-
-
-def _quantiles(values: Sequence[float]) -> dict[str, float | None]:
-    """Quantiles of distances (inf counts as larger than any) and the share of inf ones."""
-    data = torch.tensor(list(values), dtype=torch.float64)
-    out: dict[str, float | None] = {}
-    for q in (0.1, 0.25, 0.5, 0.75, 0.9):
-        value = data.quantile(q).item() if len(data) else math.nan
-        out[f"q{round(q * 100):02d}"] = value if math.isfinite(value) else None
-    out["not_found"] = (~torch.isfinite(data)).double().mean().item() if len(data) else 0.0
-    return out
-
-
-def model_summary(model: ModelResult) -> dict[str, object]:
-    """One model's measurements without per-sample margins, with their quantiles instead.
+def write(summary: Summary, out: Path) -> list[Path]:
+    """Writes a finished run's figures and its JSON (without per-sample data) into a folder.
 
     Args:
-        model: One of :attr:`RobustnessResult.models`.
+        summary: What :func:`experiments.pipeline.run` returned.
+        out: The folder (created when missing).
 
     Returns:
-        A JSON-ready dict (infinite numbers still to be replaced, see :func:`write_json`).
+        The JSON's path, then the figures'.
     """
-    out = {k: v for k, v in asdict(model).items() if not k.startswith("margin_")}
-    out["jacobian_frobenius_sq"] = model.jacobian_sq
-    out["jacobian_frobenius_rms"] = math.sqrt(model.jacobian_sq)
-    for key in ("margin_random", "margin_adversarial"):
-        out[key] = _quantiles(getattr(model, key))
-    return out
-
-
-def to_dict(result: RobustnessResult) -> dict[str, object]:
-    """A JSON-ready summary of a result (per-sample margins and slice grids are left out).
-
-    Args:
-        result: What :func:`experiments.evaluation.run` returned.
-
-    Returns:
-        The summary, in the layout of ``robustness.json``.
-    """
-    return {
-        "dataset": result.dataset,
-        "test_size": result.test_size,
-        "seconds": result.seconds,
-        "machine": result.machine,
-        "config": asdict(result.config),
-        "models": [model_summary(m) for m in result.models],
-        "slices": [{k: v for k, v in asdict(s).items() if k != "classes"} for s in result.slices],
-    }
-
-
-def _json_safe(value: object) -> object:
-    """Replaces infinite and NaN floats (which JSON cannot hold) by None, recursively."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
-
-
-def write_json(result: RobustnessResult, path: str | Path) -> None:
-    """Writes :func:`to_dict` as indented JSON (infinite or NaN numbers become null).
-
-    Args:
-        result: What :func:`experiments.evaluation.run` returned.
-        path: The file to write.
-    """
-    text = json.dumps(_json_safe(to_dict(result)), indent=2, allow_nan=False)
-    Path(path).write_text(text + "\n")
-
-
-def save(result: RobustnessResult, out_dir: str | Path) -> list[Path]:
-    """Writes the JSON and the three figures of a result into a folder.
-
-    Args:
-        result: What :func:`experiments.evaluation.run` returned.
-        out_dir: The folder (created when missing).
-
-    Returns:
-        The paths written: ``robustness.json``, ``accuracy.png``, ``margins.png`` and
-        ``margin_histogram.png``.
-    """
-    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = [out / name for name in (JSON_NAME, ACCURACY_FIGURE, SLICES_FIGURE, HISTOGRAM_FIGURE)]
-    write_json(result, paths[0])
-    plot_accuracy(result, paths[1])
-    plot_slices(result, paths[2])
-    plot_margin_histogram(result, paths[3])
-    return paths
+    stem = slug(summary["dataset"])
+    figures = draw(summary, out, stem)
+    kept = dict(summary)
+    kept["models"] = {
+        name: {k: v for k, v in m.items() if not k.endswith("_all")}
+        for name, m in summary["models"].items()
+    }
+    kept["slices"] = [{k: v for k, v in s.items() if k != "classes"} for s in summary["slices"]]
+    save_json(kept, out / f"{stem}.json", indent=2)
+    return [out / f"{stem}.json", *figures]
 
 
 # --------------------------------------------------------------------------------------------
@@ -143,84 +55,73 @@ def save(result: RobustnessResult, out_dir: str | Path) -> list[Path]:
 # --------------------------------------------------------------------------------------------
 
 
-def format_table(result: RobustnessResult) -> str:
-    """Markdown tables of a result: a summary, then accuracies under noise, FGSM and PGD.
+def _pct(value: float | None, decimals: int = 1) -> str:
+    """An accuracy in [0, 1] as a percentage."""
+    return "—" if value is None else f"{100 * value:.{decimals}f}%"
 
-    Args:
-        result: What :func:`experiments.evaluation.run` returned.
 
-    Returns:
-        The tables, separated by blank lines.
-    """
-    cfg = result.config
-    lines = [
-        "| model | clean acc. | mean ‖J‖²_F | ‖J‖_F (rms) | median margin, random dir. "
-        "| median margin, adversarial dir. |",
-        "|---|---:|---:|---:|---:|---:|",
+def _num(value: float | None, digits: int = 3) -> str:
+    """A number with ``digits`` significant digits; None (an infinite distance) as ``> max``."""
+    return "> max" if value is None else f"{value:.{digits}g}"
+
+
+def _table(head: Sequence[str], rows: Sequence[Sequence[str]], right: int = 1) -> str:
+    """A Markdown table; columns from ``right`` on are right-aligned."""
+    align = ["---" if i < right else "---:" for i in range(len(head))]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(align) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+def _curve(key: str, xs: str, symbol: str, title: Callable[[dict], str]) -> Callable[[dict], str]:
+    """A table of every model's accuracy along a sweep (noise sigma, attack epsilon)."""
+
+    def table(d: dict) -> str:
+        values = d["evaluation"][xs]
+        rows = [[m["label"], *(_pct(a) for a in m[key])] for m in d["models"].values()]
+        return _table([title(d), *(f"{symbol}={x:g}" for x in values)], rows)
+
+    return table
+
+
+def _summary(d: dict) -> str:
+    """Clean accuracy, ‖J‖ and median margins per model (the robustness page's first table)."""
+    rows = [
+        [
+            m["label"],
+            _pct(m["accuracy"]),
+            f"{m['jacobian_frobenius_sq']:.4g}",
+            _num(math.sqrt(m["jacobian_frobenius_sq"])),
+            _num(m["margin_random"]["q50"]),
+            _num(m["margin_adversarial"]["q50"]),
+        ]
+        for m in d["models"].values()
     ]
-    for m in result.models:
-        lines.append(
-            f"| {m.name} | {100 * m.clean_accuracy:.1f}% | {m.jacobian_sq:.4g} | "
-            f"{math.sqrt(m.jacobian_sq):.3g} | {median_distance(m.margin_random):.3g} | "
-            f"{median_distance(m.margin_adversarial):.3g} |"
+    head = ["model", "clean acc.", "mean ‖J‖²_F", "‖J‖_F (rms)"]
+    head += ["median margin, random dir.", "median margin, adversarial dir."]
+    return _table(head, rows)
+
+
+def _paper(d: dict) -> str:
+    """Our accuracy and ‖J‖_F beside the paper's, per model."""
+    base = d["models"]["none"]["jacobian_frobenius"]
+    rows = []
+    for name, m in d["models"].items():
+        p = d["paper"][name]
+        rows.append(
+            [
+                m["label"],
+                _pct(p["accuracy"]),
+                _pct(m["accuracy"], 2),
+                f"{p['jacobian_frobenius']:g}",
+                _num(m["jacobian_frobenius"]),
+                _num(m["jacobian_frobenius_pixels"]),
+                _num(m["jacobian_frobenius_sq"]),
+                f"{_times(base / m['jacobian_frobenius'])}×",
+            ]
         )
-    blocks = ["\n".join(lines)]
-    for title, key, values, symbol in (
-        ("white noise", "noise_accuracy", cfg.sigmas, "\u03c3"),
-        ("FGSM", "fgsm_accuracy", cfg.epsilons, "\u03b5"),
-        (f"PGD-{cfg.pgd_steps}", "pgd_accuracy", cfg.epsilons, "\u03b5"),
-    ):
-        head = f"| {title} | " + " | ".join(f"{symbol}={v:g}" for v in values) + " |"
-        rows = [head, "|---|" + "---:|" * len(values)]
-        for m in result.models:
-            accs = getattr(m, key)
-            rows.append(f"| {m.name} | " + " | ".join(f"{100 * a:.1f}%" for a in accs) + " |")
-        blocks.append("\n".join(rows))
-    return "\n\n".join(blocks)
-
-
-def print_table(result: RobustnessResult, file: TextIO | None = None) -> None:
-    """Prints the tables of a result (to stdout by default).
-
-    Args:
-        result: What :func:`experiments.evaluation.run` returned.
-        file: A text stream; default ``sys.stdout``.
-    """
-    print(format_table(result), file=file or sys.stdout)
-
-
-# --------------------------------------------------------------------------------------------
-# The generated page
-# --------------------------------------------------------------------------------------------
-
-
-def _wrap(text: str, first: str = "", rest: str = "") -> str:
-    """Wraps Markdown at 100 columns, never inside a code span, [0, 1] or "sigma = 0.5"."""
-    kept = re.sub(r"`[^`]*`|\[[^]]*\]|[σε] = ", lambda m: m.group().replace(" ", "\0"), text)
-    lines = textwrap.fill(
-        kept,
-        100,
-        initial_indent=first,
-        subsequent_indent=rest,
-        break_long_words=False,
-        break_on_hyphens=False,
-    )
-    return lines.replace("\0", " ")
-
-
-def _bullet(text: str) -> str:
-    """Wraps one Markdown list item at 100 columns."""
-    return _wrap(text, "- ", "  ")
-
-
-def _plural(count: int, noun: str) -> str:
-    """A count and a noun, with an s unless the count is one."""
-    return f"{count} {noun}{'' if count == 1 else 's'}"
-
-
-def _pct(value: float) -> str:
-    """An accuracy in [0, 1] as a percentage with one decimal."""
-    return f"{100 * value:.1f}%"
+    head = ["model", "accuracy, paper", "accuracy, ours", "‖J‖_F, paper", "‖J‖_F, ours"]
+    head += ["‖J‖_F, ours, [0, 1] pixels", "mean ‖J‖²_F, ours", "‖J‖_F lower than none's by"]
+    return _table(head, rows)
 
 
 def _times(ratio: float) -> str:
@@ -228,279 +129,345 @@ def _times(ratio: float) -> str:
     return f"{ratio:.0f}" if ratio >= 10 else f"{ratio:.1f}"
 
 
-def _change(before: float, after: float) -> str:
-    """The relative change from ``before`` to ``after`` in percent, signed ("n/a" if undefined)."""
-    if not (math.isfinite(before) and math.isfinite(after)) or before == 0:
-        return "n/a"
-    return f"{round(100 * (after / before - 1)):+d}%"
+def _check(d: dict) -> str:
+    """The stronger PGD on the first images, and how far it goes below the PGD of the tables."""
+    ev, rows = d["evaluation"], []
+    for m in d["models"].values():
+        ours, strong = m["pgd_check_images_accuracy"], m["pgd_check_strong_accuracy"]
+        gaps = [100 * (a - b) for a, b in zip(ours, strong) if a is not None]
+        rows.append([m["label"], *(_pct(b) for b in strong[1:]), f"{max(gaps, default=0):+.1f}"])
+    head = [f"stronger PGD, first {ev['check_size']:,} images"]
+    head += [f"ε={e:g}" for e in ev["epsilons"][1:]] + ["largest drop vs PGD above (points)"]
+    return _table(head, rows)
 
 
-def _status(met: bool) -> str:
-    """Whether a target was met, in the page's words."""
-    return "met" if met else "**not met**"
-
-
-def describe_pgd(cfg: RobustnessConfig) -> str:
-    """PGD's settings in words: steps, step size, restarts and losses.
-
-    Args:
-        cfg: The evaluation's configuration.
-
-    Returns:
-        A phrase such as "PGD with a random start and 20 steps of 2.5ε/20 ...".
-    """
-    names = {"ce": "the cross-entropy", "margin": "the logit margin of Carlini and Wagner"}
-    losses = " and ".join(dict.fromkeys(names.get(name, name) for name in cfg.pgd_losses))
-    runs = (
-        f"{_plural(cfg.pgd_restarts, 'run')} from independent random starts (cycling through "
-        f"{losses}), each"
-        if cfg.pgd_restarts > 1
-        else f"a random start and, ascending {losses},"
-    )
-    return (
-        f"PGD with {runs} {cfg.pgd_steps} steps of 2.5ε/{cfg.pgd_steps}; an image counts as "
-        "broken at the first iterate the model misclassifies"
-    )
-
-
-def _variants(result: RobustnessResult) -> str:
-    """The trained models in words: the baselines and the regularized one."""
-    cfg = result.config
-    parts = ["without regularization"]
-    if any(m.weight_decay > 0 for m in result.models):
-        parts.append(f"with L2 weight decay {cfg.weight_decay:g} (the paper's other baseline)")
-    proj = "the exact Jacobian" if cfg.n_proj == -1 else _plural(cfg.n_proj, "random projection")
-    parts.append(f"with Jacobian regularization (λ_JR = {cfg.lambda_jr:g}, {proj})")
-    return ", ".join(parts[:-1]) + " and " + parts[-1]
-
-
-def _method(result: RobustnessResult) -> str:
-    """What the evaluation does, with the settings of this result."""
-    cfg = result.config
-    margin_inputs = result.test_size
-    if cfg.margin_samples is not None:
-        margin_inputs = min(margin_inputs, cfg.margin_samples)
-    clip = "clipped to the data range" if cfg.clip_noise else "not clipped"
-    data, model = DATASETS.get(result.dataset, (result.dataset, "the default model"))
-    mnist = (
-        ""
-        if result.dataset == "MNIST"
-        else "; with the MNIST files under `--data-dir`, the same command trains LeNet-5 on "
-        "1x28x28 images"
-    )
-    intro = (
-        "The paper's claims, measured: Jacobian regularization widens classification margins "
-        "and makes a model more robust to white and adversarial noise at little cost in clean "
-        f"accuracy. `python -m experiments` trains the same model {len(result.models)} times, "
-        "from the same initialisation, on the same batches, with the same recipe: "
-        f"{_variants(result)}. It then measures each model on the test set:"
-    )
-    steps = [
-        "the clean accuracy and the mean exact ‖J‖²_F per test image (`jacobian_norm` under "
-        "`torch.no_grad()`);",
-        "the accuracy under white Gaussian noise of standard deviation σ "
-        f"({_plural(cfg.noise_draws, 'draw')} per image, {clip}), and under FGSM and PGD "
-        "attacks of L∞ radius ε (plain torch autograd, clipped to [0, 1]; "
-        f"{describe_pgd(cfg)}; fixed seeds);",
-        f"margins: the L2 distance from each of {margin_inputs} test images to where the "
-        "predicted class changes, along "
-        f"{_plural(cfg.margin_directions, 'random direction')} per image and along its "
-        "adversarial direction (the input gradient of the loss), found by a walk in steps of "
-        f"{SCAN_STEP:g} up to {cfg.max_distance:g}, then bisection to {TOLERANCE:g}. The rays "
-        "are not clipped to [0, 1]: they measure the model's geometry.",
+def _iterations(d: dict) -> str:
+    """Accuracy after some numbers of PGD iterations."""
+    count = len(next(iter(d["models"].values()))["pgd_iterations_accuracy"])
+    shown = sorted({0, 1, 2, 5, 10, 20, count - 1} & set(range(count)))
+    rows = [
+        [m["label"], *(_pct(m["pgd_iterations_accuracy"][k]) for k in shown)]
+        for m in d["models"].values()
     ]
-    setup = (
-        "Inputs are not normalised: they stay in [0, 1], so σ and ε are fractions of the pixel "
-        f"range. On {data} ({result.test_size} test images), the model is {model}, trained with "
-        f"SGD (learning rate {cfg.lr:g}, momentum {cfg.momentum:g}, batch {cfg.batch_size}, "
-        f"{_plural(cfg.epochs, 'epoch')}, seed {cfg.seed}){mnist}."
-    )
-    return "\n\n".join([_wrap(intro), "\n".join(_bullet(s) for s in steps), _wrap(setup)])
+    head = [f"PGD, ε={d['evaluation']['iteration_epsilon'] * 255:.0f}/255"]
+    return _table(head + [f"{k} it." for k in shown], rows)
 
 
-def _run(result: RobustnessResult, command: str, figures: str) -> str:
-    """The command, its wall time and the machine it ran on."""
-    machine = result.machine
-    threads = machine.get("torch_threads")
-    one_thread = ": the results then do not depend on the core count" if threads == 1 else ""
-    before = _wrap(
-        "The command that wrote this page, the JSON and the figures (`make robustness` runs it "
-        "with `--out docs/figures --page docs/robustness.md`; `--quick` is a smoke run of one "
-        "epoch on 200 images, `--help` lists the options):"
-    )
-    after = _wrap(
-        f"Training and measuring took {result.seconds:.0f} s of wall time on "
-        f"{machine.get('cpu_count')} {machine.get('processor')} CPU cores "
-        f"({machine.get('platform')}; torch {machine.get('torch')}, Python "
-        f"{machine.get('python')}, {_plural(threads, 'torch thread')}"
-        f"{one_thread}). It wrote `{figures}/{JSON_NAME}` and the figures below."
-    )
-    return f"{before}\n\n```sh\n{command}\n```\n\n{after}"
-
-
-def _targets(result: RobustnessResult) -> str:
-    """The regularized model against the targets, with the numbers of this result."""
-    cfg = result.config
-    base, reg = result.models[0], result.models[-1]
-    items = []
-    ratio = base.jacobian_sq / reg.jacobian_sq if reg.jacobian_sq > 0 else math.inf
-    items.append(
-        f"‖J‖²_F on the test set {_times(ratio)} times lower ({base.jacobian_sq:.4g} → "
-        f"{reg.jacobian_sq:.4g}; target: at least {TARGET_JACOBIAN_RATIO} times): "
-        f"{_status(ratio >= TARGET_JACOBIAN_RATIO)}. The paper's MNIST/LeNet table goes "
-        "further, ‖J‖_F 32.9 → 1.1; here the rms ‖J‖_F goes "
-        f"{math.sqrt(base.jacobian_sq):.3g} → {math.sqrt(reg.jacobian_sq):.3g} after "
-        f"{_plural(cfg.epochs, 'epoch')}."
-    )
-    points = round(100 * (reg.clean_accuracy - base.clean_accuracy), 1)
-    clean = (
-        f"The same clean accuracy, {_pct(base.clean_accuracy)}"
-        if points == 0
-        else f"Clean accuracy {_pct(base.clean_accuracy)} → {_pct(reg.clean_accuracy)} "
-        f"({points:+.1f} points)"
-    )
-    items.append(
-        f"{clean} (target: within {TARGET_ACCURACY_POINTS:g} point; the paper: 98.9% → 99.0%): "
-        f"{_status(points >= -TARGET_ACCURACY_POINTS)}."
-    )
-    if TARGET_SIGMA in cfg.sigmas:
-        i = cfg.sigmas.index(TARGET_SIGMA)
-        gains = [100 * (r - b) for b, r in zip(base.noise_accuracy, reg.noise_accuracy)]
-        best = max(range(len(gains)), key=gains.__getitem__)
-        p = base.noise_accuracy[i]
-        error = 100 * math.sqrt(p * (1 - p) / result.test_size)
-        items.append(
-            f"Higher accuracy under white noise at σ = {TARGET_SIGMA:g}, "
-            f"{_pct(base.noise_accuracy[i])} → {_pct(reg.noise_accuracy[i])} "
-            f"({gains[i]:+.1f} points): {_status(gains[i] > 0)}. The standard error of one "
-            f"accuracy near {_pct(p)} on {result.test_size} test images is {error:.1f} points. "
-            f"The largest gain is {gains[best]:+.1f} points, at σ = {cfg.sigmas[best]:g}; at "
-            f"σ = {cfg.sigmas[-1]:g} the gain is {gains[-1]:+.1f} points."
-        )
-    j = cfg.epsilons.index(TARGET_EPSILON) if TARGET_EPSILON in cfg.epsilons else None
-    if j is not None:
-        higher = reg.pgd_accuracy[j] > base.pgd_accuracy[j]
-        higher &= reg.fgsm_accuracy[j] > base.fgsm_accuracy[j]
-        items.append(
-            f"Higher accuracy under PGD at ε = {TARGET_EPSILON:g}, {_pct(base.pgd_accuracy[j])} "
-            f"→ {_pct(reg.pgd_accuracy[j])}, and under FGSM, {_pct(base.fgsm_accuracy[j])} → "
-            f"{_pct(reg.fgsm_accuracy[j])}: {_status(higher)}."
-        )
-    medians = {
-        key: (median_distance(getattr(base, key)), median_distance(getattr(reg, key)))
-        for key in ("margin_random", "margin_adversarial")
-    }
-    wider = all(math.isfinite(a) and b > a for a, b in medians.values())
-    (rand_base, rand_reg), (adv_base, adv_reg) = medians.values()
-    items.append(
-        "Wider margins: the median distance to the boundary changes by "
-        f"{_change(rand_base, rand_reg)} along random directions ({rand_base:.3g} → "
-        f"{rand_reg:.3g}) and by {_change(adv_base, adv_reg)} along the adversarial direction "
-        f"({adv_base:.3g} → {adv_reg:.3g}): {_status(wider)}."
-    )
-    for l2 in (m for m in result.models[1:-1] if m.weight_decay > 0):
-        pgd = (
-            f", and the accuracy under PGD at ε = {TARGET_EPSILON:g} by "
-            f"{100 * (l2.pgd_accuracy[j] - base.pgd_accuracy[j]):+.1f} points"
-            if j is not None
-            else ""
-        )
-        items.append(
-            f"For comparison, L2 weight decay ({l2.weight_decay:g}) lowers ‖J‖²_F "
-            f"{_times(base.jacobian_sq / l2.jacobian_sq)} times ({base.jacobian_sq:.4g} → "
-            f"{l2.jacobian_sq:.4g}) and changes the median margins by "
-            f"{_change(rand_base, median_distance(l2.margin_random))} (random directions) and "
-            f"{_change(adv_base, median_distance(l2.margin_adversarial))} (adversarial)"
-            f"{pgd}."
-        )
-    zero = [m for m in result.models if m.zero_gradient > 0]
-    if zero:
-        shares = ", ".join(f"{m.name}: {_pct(m.zero_gradient)}" for m in zero)
-        underflow = (
-            "Some input gradients underflow to zero in float32 (`zero_gradient` in the JSON; "
-            f"{shares} of the test images): gradient attacks cannot move those images, so the "
-            "accuracy under attack overstates those models' robustness."
-        )
-    else:
-        underflow = (
-            "No model's input gradient underflows to zero on any test image (`zero_gradient` in "
-            "the JSON), so the attacks are not blunted by float32 saturation."
-        )
-    return "\n\n".join(
+def _margins(d: dict) -> str:
+    """Median margins and the share of images whose loss gradient underflows to zero."""
+    rows = [
         [
-            "Against the targets set for this run, with the regularizer:",
-            "\n".join(_bullet(item) for item in items),
-            _wrap(
-                f"{underflow} `--seed` draws another split, initialisation, batch order and "
-                "noise: the numbers above are one seed's."
-            ),
+            m["label"],
+            _num(m["margin_random"]["q50"]),
+            _num(m["margin_adversarial"]["q50"]),
+            _pct(m["zero_gradient"]),
         ]
-    )
+        for m in d["models"].values()
+    ]
+    head = ["margins", "median, random directions", "median, adversarial direction"]
+    return _table([*head, "images with a zero cross-entropy gradient"], rows)
 
 
-def _figures(result: RobustnessResult, figures: str) -> str:
-    """The three figures, linked relative to the page."""
-    every = {2: "both", 3: "all three"}.get(len(result.models), f"all {len(result.models)}")
-    slices = _wrap(
-        "The decision regions of each model on a plane through a test image (the first one "
-        f"{every} models classify correctly), spanned by a random direction and the model's own "
-        "adversarial direction, with the nearest boundary in the plane dashed:"
-    )
-    return "\n\n".join(
+def _overview(d: dict) -> str:
+    """One row per model: accuracy, ‖J‖, a few noise and PGD points, median margins."""
+    ev = d["evaluation"]
+    sigmas = [s for s in (0.3, 0.6, 1.0) if s in ev["sigmas"]]
+    epsilons = [e for e in (0.05, 0.1, 0.2) if e in ev["epsilons"]]
+    rows = [
         [
-            f"![Accuracy under white noise, FGSM and PGD]({figures}/{ACCURACY_FIGURE})",
-            slices,
-            f"![Decision regions on a 2-D slice of input space]({figures}/{SLICES_FIGURE})",
-            f"![Histograms of distances to the decision boundary]({figures}/{HISTOGRAM_FIGURE})",
+            m["label"],
+            _pct(m["accuracy"], 2),
+            _num(m["jacobian_frobenius"]),
+            _num(m["jacobian_frobenius_sq"]),
+            *(_pct(m["noise_accuracy"][ev["sigmas"].index(s)]) for s in sigmas),
+            *(_pct(m["pgd_accuracy"][ev["epsilons"].index(e)]) for e in epsilons),
+            f"{_num(m['margin_random']['q50'])} / {_num(m['margin_adversarial']['q50'])}",
         ]
+        for m in d["models"].values()
+    ]
+    head = ["model", "accuracy", "‖J‖_F", "mean ‖J‖²_F", *(f"noise σ={s:g}" for s in sigmas)]
+    head += [*(f"PGD ε={e:g}" for e in epsilons), "median margin, random / adversarial"]
+    return _table(head, rows)
+
+
+def _duration(seconds: float | None) -> str:
+    """A wall time in seconds, minutes or hours."""
+    if seconds is None:
+        return "—"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
+def _run(d: dict) -> str:
+    """How long the run took, and on what."""
+    wall, machine = d["wall"], d["machine"]
+    row = [
+        d["dataset"],
+        *(_duration(wall.get(k)) for k in ("train_seconds", "eval_seconds", "compute_seconds")),
+        _duration(wall.get("elapsed_seconds")),
+        f"{machine['cpu_count']} {machine['processor']} CPU cores ({machine['platform']})",
+        f"torch {machine['torch']}, Python {machine['python']}",
+        str(machine["torch_threads"]),
+    ]
+    head = ["run", "training", "measuring", "in all", "first start to page", "machine"]
+    return _table([*head, "software", "torch threads"], [row], right=99)
+
+
+def _targets(d: dict) -> str:
+    """The targets of the run's dataset, each with what was measured and whether it is met."""
+    rows = [
+        [text, measured, "met" if met else "**not met**"]
+        for text, measured, met in TARGETS[slug(d["dataset"])](d)
+    ]
+    return _table(["target", "measured", ""], rows, right=99)
+
+
+def _at(d: dict, key: str, xs: str, x: float) -> tuple[float, float] | None:
+    """The none and Jacobian models' values of a sweep at ``x``, if it was measured."""
+    values = d["evaluation"][xs]
+    if x not in values:
+        return None
+    i = values.index(x)
+    return d["models"]["none"][key][i], d["models"]["Jacobian"][key][i]
+
+
+def _digits_targets(d: dict) -> list[tuple[str, str, bool]]:
+    """What the digits run set out to show, with the regularizer against none."""
+    base, jac = d["models"]["none"], d["models"]["Jacobian"]
+    ratio = base["jacobian_frobenius_sq"] / jac["jacobian_frobenius_sq"]
+    points = 100 * (jac["accuracy"] - base["accuracy"])
+    out = [
+        (
+            "‖J‖²_F on the test set at least 30 times lower",
+            f"{_times(ratio)} times ({base['jacobian_frobenius_sq']:.4g} → "
+            f"{jac['jacobian_frobenius_sq']:.4g})",
+            ratio >= 30,
+        ),
+        (
+            "clean accuracy within 1 point",
+            f"{_pct(base['accuracy'])} → {_pct(jac['accuracy'])}",
+            round(points, 1) >= -1,
+        ),
+    ]
+    noise = _at(d, "noise_accuracy", "sigmas", 0.6)
+    if noise:
+        out.append(("higher accuracy under white noise at σ = 0.6", _arrow(*noise), _up(*noise)))
+    pgd, fgsm = _at(d, "pgd_accuracy", "epsilons", 0.1), _at(d, "fgsm_accuracy", "epsilons", 0.1)
+    if pgd and fgsm:
+        measured = f"PGD {_arrow(*pgd)}, FGSM {_arrow(*fgsm)}"
+        out.append(("higher accuracy under PGD and FGSM at ε = 0.1", measured, _up(*pgd, *fgsm)))
+    medians = [(base[k]["q50"], jac[k]["q50"]) for k in ("margin_random", "margin_adversarial")]
+    wider = all(a is not None and (b is None or b > a) for a, b in medians)
+    measured = ", ".join(f"{_num(a)} → {_num(b)}" for a, b in medians)
+    out.append(("wider median margins (random, adversarial directions)", measured, wider))
+    return out
+
+
+def _arrow(before: float, after: float) -> str:
+    """Two accuracies, before and after."""
+    return f"{_pct(before)} → {_pct(after)}"
+
+
+def _up(*pairs: float) -> bool:
+    """Whether each (before, after) pair in a flat sequence rises."""
+    return all(b > a for a, b in zip(pairs[::2], pairs[1::2]))
+
+
+def _mnist_targets(d: dict) -> list[tuple[str, str, bool]]:
+    """What the MNIST run set out to show, with the regularizer against none."""
+    base, jac, ev = d["models"]["none"], d["models"]["Jacobian"], d["evaluation"]
+    points = 100 * (jac["accuracy"] - base["accuracy"])
+    ratio = base["jacobian_frobenius"] / jac["jacobian_frobenius"]
+    out = [
+        (
+            "clean accuracy of the Jacobian model within 0.2 points of none's, and at least 98.8%",
+            f"{_pct(base['accuracy'], 2)} → {_pct(jac['accuracy'], 2)} ({points:+.2f} points)",
+            points >= -0.2 and jac["accuracy"] >= 0.988,
+        ),
+        (
+            "mean ‖J‖_F at least 20 times lower (the paper: 30 times)",
+            f"{_times(ratio)} times ({_num(base['jacobian_frobenius'])} → "
+            f"{_num(jac['jacobian_frobenius'])})",
+            ratio >= 20,
+        ),
+    ]
+    for key, xs, what in (("noise_accuracy", "sigmas", "σ"), ("pgd_accuracy", "epsilons", "ε")):
+        sweep = [(x, b, r) for x, b, r in zip(ev[xs], base[key], jac[key]) if x > 0]
+        lost = [f"{what} = {x:g}" for x, b, r in sweep if r <= b]
+        # A win by fewer than 10 test images in 10,000 is within noise: name it.
+        narrow = [f"{what} = {x:g} ({b:.2%} → {r:.2%})" for x, b, r in sweep if 0 < r - b < 1e-3]
+        measured = f"lower or equal at {', '.join(lost)}" if lost else "higher at every one"
+        measured += f"; by under 0.1 points at {', '.join(narrow)}" if narrow else ""
+        noun = "white noise" if what == "σ" else "PGD"
+        out.append((f"higher accuracy under {noun} at every {what} > 0", measured, not lost))
+    pgd = base["pgd_accuracy"]
+    out.append(
+        (
+            "PGD strong enough that none's accuracy falls monotonically with ε",
+            f"{_pct(pgd[0])} → {_pct(pgd[-1])} at ε = {ev['epsilons'][-1]:g}",
+            all(b <= a for a, b in zip(pgd, pgd[1:])),
+        )
     )
+    return out
 
 
-def format_page(result: RobustnessResult, command: str, figures: str = "figures") -> str:
-    """The Markdown page of a result: method, command, machine, tables, targets and figures.
+TARGETS: dict[str, Callable[[dict], list[tuple[str, str, bool]]]] = {
+    "digits": _digits_targets,
+    "mnist": _mnist_targets,
+}
 
-    Every number on the page comes from ``result``; the prose around them is a template.
+TABLES: dict[str, Callable[[dict], str]] = {
+    "summary": _summary,
+    "paper": _paper,
+    "noise": _curve("noise_accuracy", "sigmas", "σ", lambda d: "white noise"),
+    "noise_unclipped": _curve(
+        "noise_accuracy_unclipped", "sigmas", "σ", lambda d: "white noise, unclipped"
+    ),
+    "fgsm": _curve("fgsm_accuracy", "epsilons", "ε", lambda d: "FGSM"),
+    "pgd": _curve("pgd_accuracy", "epsilons", "ε", lambda d: f"PGD-{d['evaluation']['pgd_steps']}"),
+    "check": _check,
+    "iterations": _iterations,
+    "margins": _margins,
+    "overview": _overview,
+    "targets": _targets,
+    "run": _run,
+}
+
+
+def _late_change(d: dict, epochs: int = 5) -> float:
+    """The largest relative change of any model's training loss over its last epochs, in %."""
+    changes = [
+        abs(loss[-1] - loss[-1 - epochs]) / loss[-1 - epochs]
+        for loss in (m["train_loss"] for m in d["models"].values())
+        if len(loss) > epochs
+    ]
+    return 100 * max(changes, default=math.nan)
+
+
+# Numbers the pages need that the JSON does not hold as such.
+VALUES: dict[str, Callable[[dict], float]] = {
+    "steps": lambda d: (
+        d["training"]["epochs"] * math.ceil(d["train_size"] / d["training"]["batch_size"])
+    ),
+    "inverse_std": lambda d: 1 / d["normalization"]["std"],
+    "late_loss_change": _late_change,
+    "margin_images": lambda d: min(d["test_size"], d["evaluation"]["margin_samples"] or math.inf),
+    # The standard error of an accuracy near 50%, in points.
+    "error_at_half": lambda d: 100 * math.sqrt(0.25 / d["test_size"]),
+}
+
+
+class _Lookup:
+    """``lookup[name]`` computes ``functions[name](data)``: tables and values for templates."""
+
+    def __init__(self, functions: dict[str, Callable[[dict], object]], data: dict) -> None:
+        self.functions, self.data = functions, data
+
+    def __getitem__(self, name: str) -> object:
+        return self.functions[name](self.data)
+
+
+# --------------------------------------------------------------------------------------------
+# Pages
+# --------------------------------------------------------------------------------------------
+
+
+def render(stem: str, data: dict, figures: str) -> str:
+    """One dataset's section of a page: its template with the fields filled from its JSON.
 
     Args:
-        result: What :func:`experiments.evaluation.run` returned.
-        command: The command line that produced it, shown in a ``sh`` block.
-        figures: The folder of the figures and JSON, relative to the page (a POSIX path).
+        stem: The dataset's file stem (``experiments/pages/<stem>.md``).
+        data: Its JSON.
+        figures: The results folder, relative to the page (a POSIX path).
 
     Returns:
-        The page, ending in a newline.
+        The Markdown, without a final newline.
+
+    Raises:
+        ValueError: The template asks for something the JSON does not hold (a run of only some
+            of the models, say); the message names it.
+    """
+    variants = [v.name for v in EXPERIMENTS[data["dataset"]].variants]
+    if list(data["models"]) != variants:
+        raise ValueError(
+            f"a page shows every model of a run: {data['dataset']}'s results hold "
+            f"{list(data['models'])}, not {variants}"
+        )
+    template = (PAGES / f"{stem}.md").read_text()
+    fields = {
+        "data": data,
+        "table": _Lookup(TABLES, data),  # type: ignore[arg-type]
+        "value": _Lookup(VALUES, data),  # type: ignore[arg-type]
+        "figures": figures,
+        "stem": stem,
+    }
+    try:
+        return _rewrap(template.format_map(fields).strip())
+    except (KeyError, IndexError, TypeError) as err:
+        raise ValueError(
+            f"the page template {stem}.md needs {err!s}, which {data['dataset']}'s results lack: "
+            "a page shows complete runs of every model"
+        ) from err
+
+
+def _rewrap(text: str, width: int = 100) -> str:
+    """Refills the prose and list items the filled fields left ragged; the rest stays as it is."""
+    blocks = []
+    for block in text.split("\n\n"):
+        if block.startswith(("|", "#", "```", "<!--", "![")):
+            blocks.append(block)
+            continue
+        filled = []
+        for item in re.split(r"\n(?=- )", block):
+            # Never break inside a code span, a link's text, "[0, 1]" or "sigma = 0.5".
+            kept = re.sub(r"`[^`]*`|\[[^]]*\]|[σε] = ", lambda m: re.sub(r"\s", "\0", m[0]), item)
+            indent = "  " if item.startswith("- ") else ""
+            lines = textwrap.fill(
+                " ".join(kept.split()),
+                width,
+                subsequent_indent=indent,
+                break_long_words=False,
+                break_on_hyphens=False,
+            )
+            filled.append(lines.replace("\0", " "))
+        blocks.append("\n".join(filled))
+    return "\n\n".join(blocks)
+
+
+def page(results: Path, figures: str) -> str:
+    """The page of every dataset whose JSON is in ``results``, one section each.
+
+    Args:
+        results: The folder of the JSON files and figures.
+        figures: That folder, relative to the page (a POSIX path).
+
+    Returns:
+        The Markdown, ending in a newline.
+
+    Raises:
+        FileNotFoundError: ``results`` holds no dataset's JSON.
     """
     sections = [
-        "# Robustness",
-        "<!-- Generated by `python -m experiments --page ...` (experiments/report.py) from the\n"
-        "evaluation's result: edit the generator, not this file. -->",
-        _method(result),
-        "## How it ran",
-        _run(result, command, figures),
-        "## Results",
-        format_table(result),
-        _targets(result),
-        "## Figures",
-        _figures(result, figures),
+        render(stem, json.loads((results / f"{stem}.json").read_text()), figures)
+        for stem in SECTIONS
+        if (results / f"{stem}.json").is_file()
     ]
+    if not sections:
+        raise FileNotFoundError(f"no results under {results}: none of {SECTIONS} has a JSON")
     return "\n\n".join(sections) + "\n"
 
 
-def write_page(
-    result: RobustnessResult, path: str | Path, figures_dir: str | Path, command: str
-) -> Path:
-    """Writes :func:`format_page` to a file, linking the figures relative to it.
+def write_page(results: Path, path: Path) -> Path:
+    """Writes :func:`page` to ``path``, linking the figures relative to it; returns ``path``."""
+    figures = Path(os.path.relpath(results.resolve(), path.resolve().parent)).as_posix()
+    text = page(results, figures)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
 
-    Args:
-        result: What :func:`experiments.evaluation.run` returned.
-        path: The Markdown file to write (its folder is created when missing).
-        figures_dir: Where :func:`save` wrote the figures.
-        command: The command line that produced the result.
 
-    Returns:
-        The path written.
-    """
-    page = Path(path)
-    page.parent.mkdir(parents=True, exist_ok=True)
-    figures = Path(os.path.relpath(Path(figures_dir).resolve(), page.resolve().parent))
-    page.write_text(format_page(result, command, figures.as_posix()))
-    return page
+def tables(summary: Summary) -> str:
+    """The main tables of a finished run, for the console."""
+    names = ["summary", "noise", "fgsm", "pgd"]
+    return "\n\n".join(TABLES[name](summary) for name in names)
