@@ -1,15 +1,12 @@
 """Trains and measures one dataset's models, then writes its JSON, figures and page.
 
 Without ``--data-dir``: the paper's robustness claims on scikit-learn's 8x8 digits (an MLP
-without regularization, with L2 weight decay and with Jacobian regularization; about a minute).
-With ``--data-dir``: the paper's MNIST table on a folder of MNIST-format IDX files, MNIST or
+without regularization, with L2 weight decay and with Jacobian regularization; a minute). With
+``--data-dir``: the paper's MNIST table on a folder of MNIST-format IDX files, MNIST or
 Fashion-MNIST (told apart by their MD5s, or named by ``--dataset``): LeNet' without
 regularization, with L2, dropout, Jacobian regularization and all three (hours; stop it with
-``--max-minutes`` and run the same command again to go on). Every model starts from the same
-initialisation, sees the same batches and is measured the same way: clean accuracy, exact
-||J||_F, accuracy under white noise, FGSM and PGD (inputs in [0, 1]), and margins. The
-experiments themselves are defined in ``experiments/spec.py``; each dataset's page section is
-``experiments/pages/<dataset>.md``.
+``--max-minutes`` and run the same command again to go on). The experiments are defined in
+``experiments/spec.py``, each dataset's page section in ``experiments/pages/<dataset>.md``.
 """
 
 from __future__ import annotations
@@ -24,8 +21,9 @@ import torch
 
 from experiments import report
 from experiments.data import identify, load_digits, load_mnist
-from experiments.pipeline import EXIT_UNFINISHED, Budget, Summary, run
+from experiments.pipeline import EXIT_UNFINISHED, Summary, run
 from experiments.spec import EXPERIMENTS, Experiment, quick
+from experiments.train import Budget
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -33,84 +31,47 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m experiments", description=__doc__.splitlines()[0]
     )
-    parser.add_argument("--data-dir", help="folder of MNIST-format IDX files (else the digits)")
-    parser.add_argument("--dataset", choices=sorted(EXPERIMENTS), help="default: by the MD5s")
-    parser.add_argument("--out", default="experiments-out", help="folder of the JSON and figures")
-    parser.add_argument("--page", help="also write the page of every JSON in --out here")
-    parser.add_argument(
-        "--page-only", action="store_true", help="only rewrite --page from the JSON in --out"
-    )
-    parser.add_argument("--checkpoints", default="data/checkpoints", help="checkpoints and caches")
-    parser.add_argument("--epochs", type=int, help="default: the experiment's")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--models", help="comma-separated names of the models (default: all)")
-    parser.add_argument("--train-size", type=int, help="use the first N training images")
-    parser.add_argument("--test-size", type=int, help="use the first N test images")
-    parser.add_argument(
-        "--max-minutes",
-        type=float,
-        help=f"stop between epochs or measurements before this much wall time (exit status "
-        f"{EXIT_UNFINISHED}: run the same command again to go on)",
-    )
-    parser.add_argument(
-        "--train-only", action="store_true", help="stop once every model is trained"
-    )
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="torch CPU threads (default 1: the models are small, and the numbers then do not "
-        "depend on the core count)",
-    )
-    parser.add_argument(
-        "--quick", action="store_true", help="smoke run: 1 epoch on 500 images, light measurements"
-    )
+    add = parser.add_argument
+    add("--data-dir", help="folder of MNIST-format IDX files (default: the bundled digits)")
+    add("--dataset", choices=sorted(EXPERIMENTS), help="default: told by the files' MD5s")
+    add("--out", default="experiments-out", help="folder of the JSON and figures")
+    add("--page", help="also write the page of every JSON in --out here")
+    add("--page-only", action="store_true", help="only rewrite --page from the JSON in --out")
+    add("--checkpoints", default="data/checkpoints", help="folder of checkpoints and caches")
+    add("--epochs", type=int, help="default: the experiment's")
+    add("--seed", type=int, default=0)
+    add("--models", help="comma-separated names of the models to run (default: all)")
+    add("--max-minutes", type=float, help=f"stop in time, with exit status {EXIT_UNFINISHED}")
+    add("--train-only", action="store_true", help="stop once every model is trained")
+    # One thread: the models are small, and the numbers then do not depend on the core count.
+    add("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    add("--quick", action="store_true", help="smoke run: 1 epoch on 500 images, light tests")
     return parser.parse_args(argv)
 
 
 def experiment_for(args: argparse.Namespace) -> Experiment:
-    """The experiment the command line asks for: a dataset's, with the options applied.
-
-    Raises:
-        SystemExit: The dataset cannot be told, or ``--models`` names an unknown model.
-    """
+    """The experiment the command line asks for; SystemExit when it cannot be told."""
     name = args.dataset or (identify(args.data_dir) if args.data_dir else "digits")
     if name is None:
         raise SystemExit(
             f"{args.data_dir} holds neither MNIST's nor Fashion-MNIST's canonical files: "
             "name the experiment to run on them with --dataset"
         )
-    experiment = EXPERIMENTS[name]
-    experiment = quick(experiment) if args.quick else experiment
+    experiment = quick(EXPERIMENTS[name]) if args.quick else EXPERIMENTS[name]
     training = replace(experiment.training, seed=args.seed)
-    evaluation = replace(experiment.evaluation, seed=args.seed)
-    for key in ("epochs", "train_size"):
-        if getattr(args, key) is not None:
-            training = replace(training, **{key: getattr(args, key)})
-    if args.test_size is not None:
-        evaluation = replace(evaluation, test_size=args.test_size)
+    training = replace(training, epochs=args.epochs) if args.epochs else training
     variants = experiment.variants
-    if args.models and args.page:
-        raise SystemExit("a page shows every model: leave out --models or --page")
     if args.models:
-        wanted = args.models.split(",")
-        unknown = set(wanted) - {v.name for v in variants}
-        if unknown:
-            names = [v.name for v in variants]
-            raise SystemExit(f"unknown models {sorted(unknown)}: choose among {names}")
-        variants = tuple(v for v in variants if v.name in wanted)
+        names = [v.name for v in variants]
+        if args.page or set(args.models.split(",")) - set(names):
+            raise SystemExit(f"--models takes some of {names}, and no --page (which shows all)")
+        variants = tuple(v for v in variants if v.name in args.models.split(","))
+    evaluation = replace(experiment.evaluation, seed=args.seed)
     return replace(experiment, training=training, evaluation=evaluation, variants=variants)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Runs the command line.
-
-    Args:
-        argv: The command-line arguments (default: ``sys.argv[1:]``).
-
-    Returns:
-        The exit status: 0 when done, :data:`EXIT_UNFINISHED` when stopped with work left.
-    """
+    """Runs the command line; returns 0 when done, :data:`EXIT_UNFINISHED` with work left."""
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     out = Path(args.out)
@@ -133,19 +94,20 @@ def main(argv: list[str] | None = None) -> int:
         written = report.write(summary, out)
         if args.page:
             written.append(report.write_page(out, Path(args.page)))
-        print(f"\n{report.tables(summary)}\n\nWrote {', '.join(map(str, written))}.")
+        print(f"\n{report.console(summary)}\n\nWrote {', '.join(map(str, written))}.")
 
-    status, _ = run(
+    command = shlex.join(["python", "-m", "experiments", *argv])
+    budget, checkpoints = Budget(args.max_minutes), Path(args.checkpoints)
+    return run(
         experiment,
         train_set,
         test_set,
-        checkpoints=Path(args.checkpoints),
-        budget=Budget(args.max_minutes),
+        checkpoints=checkpoints,
+        budget=budget,
         train_only=args.train_only,
-        command=shlex.join(["python", "-m", "experiments", *argv]),
+        command=command,
         finish=finish,
-    )
-    return status
+    )[0]
 
 
 if __name__ == "__main__":

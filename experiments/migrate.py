@@ -1,12 +1,10 @@
 """One-off: rewrites a digits result of the first layout (``robustness.json``) in today's layout.
 
-The digits run used to write its own layout: a list of models with ``clean_accuracy`` and
-``jacobian_sq``, one ``config``. Every experiment now writes the layout of
-:func:`experiments.pipeline.summarise`. This moves each number of the old file to its place in
-the new one and drops only ``jacobian_frobenius_rms`` (the square root of
-``jacobian_frobenius_sq``, which stays). Run once for the published result::
+The digits run used to write its own layout (a list of models, one ``config``); every
+experiment now writes that of :func:`experiments.pipeline.summarise`. This moves each number to
+its place and drops only what the old layout held twice. Run once for the published result::
 
-    python -m experiments.migrate docs/figures/robustness.json docs/figures/digits.json
+    python -m experiments.migrate tests/data/robustness-v1.json docs/figures/digits.json
 """
 
 from __future__ import annotations
@@ -29,13 +27,7 @@ KEPT = (
 
 
 def migrate(old: dict) -> dict:
-    """The old digits result in today's layout.
-
-    Args:
-        old: The contents of the old ``robustness.json``.
-
-    Returns:
-        The same measurements, keyed by variant (``none``, ``L2``, ``Jacobian``).
+    """The old digits result in today's layout: the same numbers, keyed by variant.
 
     Raises:
         ValueError: The file is not in the old layout, or its numbers disagree with each other.

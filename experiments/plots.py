@@ -19,18 +19,7 @@ def _pyplot():  # noqa: ANN202 - matplotlib is optional, so its types are not im
 
 
 def draw(summary: dict, out: Path, stem: str) -> list[Path]:
-    """Draws every figure of a finished run into ``out/<stem>-<figure>.png``.
-
-    Args:
-        summary: What :func:`experiments.pipeline.run` returned, with its per-sample margins and
-            the slices' grids.
-        out: The folder.
-        stem: The dataset's file stem.
-
-    Returns:
-        The paths written: accuracy, margins (the decision regions), margin-histogram, and
-        pgd-iterations when the run measured them.
-    """
+    """Draws a finished run's figures into ``out/<stem>-<figure>.png``; returns their paths."""
     figures = [("accuracy", accuracy), ("margins", slices), ("margin-histogram", histogram)]
     if "pgd_iterations_accuracy" in next(iter(summary["models"].values())):
         figures.append(("pgd-iterations", pgd_iterations))

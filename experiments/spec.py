@@ -7,14 +7,10 @@ from dataclasses import dataclass, replace
 
 @dataclass(frozen=True)
 class Variant:
-    """One trained model: which regularizers it trains with.
+    """One trained model: its key (JSON, ``--models``), its row label and its regularizers.
 
-    Attributes:
-        name: Its key in the JSON and in ``--models``.
-        label: Its row in the tables.
-        weight_decay: SGD's L2 weight decay.
-        dropout: The dropout probability after each hidden dense layer (LeNet' only).
-        lambda_jr: The weight of the Jacobian regularizer.
+    ``dropout`` follows each hidden dense layer (LeNet' only); ``lambda_jr`` weighs the
+    Jacobian regularizer.
     """
 
     name: str
@@ -23,24 +19,14 @@ class Variant:
     dropout: float = 0.0
     lambda_jr: float = 0.0
 
-    @property
-    def slug(self) -> str:
-        """The name as a folder name."""
-        return slug(self.name)
-
 
 @dataclass
 class Training:
-    """The training recipe, the same for every model.
+    """The training recipe, the same for every model: SGD with momentum on cross-entropy.
 
     Attributes:
-        epochs: Passes over the training set.
-        lr: SGD's initial learning rate.
-        momentum: SGD's momentum.
-        batch_size: Examples per step.
         decay_at: Fractions of ``epochs`` after which the learning rate is multiplied by
             ``decay`` (none: a constant learning rate).
-        decay: The factor of each decay.
         n_proj: Random projections of the Jacobian regularizer.
         seed: Seeds the initialisation (the same for every model), the batch order, dropout and
             the regularizer's projections.
@@ -113,16 +99,12 @@ class Experiment:
     """One dataset's experiment: the models to train, how, and what to measure on them.
 
     Attributes:
-        dataset: The data's name: ``digits`` (bundled with scikit-learn), or a dataset of
-            MNIST-format IDX files (``MNIST``, ``Fashion-MNIST``).
-        model: ``mlp`` (64-200-200-classes, ReLU) or ``lenet-prime`` (the paper's LeNet').
+        dataset: ``digits`` (bundled with scikit-learn), or a dataset of MNIST-format IDX files.
+        model: ``mlp`` (inputs-200-200-classes, ReLU) or ``lenet-prime`` (the paper's LeNet').
         standardize: Standardise inputs with the training set's mean and standard deviation,
             as the model's first layer; the regularizer then sees standardised inputs. Noise and
             attacks always act on images in [0, 1].
         variants: The models, in the tables' order.
-        training: The recipe.
-        evaluation: The measurements.
-        classes: The number of classes.
         paper: The paper's table for this dataset (test accuracy and mean ‖J‖_F per variant).
     """
 
@@ -206,14 +188,7 @@ EXPERIMENTS = {
 
 
 def quick(experiment: Experiment) -> Experiment:
-    """A smoke run of an experiment: one epoch on 500 training and 200 test images, light tests.
-
-    Args:
-        experiment: The full experiment.
-
-    Returns:
-        A copy with a short recipe and light measurements (each kind of measurement still runs).
-    """
+    """A smoke run: 1 epoch on 500 training and 200 test images, each measurement done lightly."""
     ev = experiment.evaluation
     evaluation = replace(
         ev,
@@ -228,7 +203,7 @@ def quick(experiment: Experiment) -> Experiment:
         iterations=min(ev.iterations, 3),
         margin_samples=20,
         margin_directions=2,
-        max_distance=5.0,
+        max_distance=2.0,
         slice_resolution=31,
     )
     training = replace(experiment.training, epochs=1, train_size=500)

@@ -18,12 +18,13 @@ import pytest
 import torch
 from torch import nn
 
-from experiments import pipeline, report
+from experiments import measure, pipeline, report, store, train
 from experiments.__main__ import main
 from experiments.data import idx_bytes, load_digits, load_mnist
 from experiments.migrate import migrate
 from experiments.models import MLP, LeNetPrime, Normalize
 from experiments.spec import EXPERIMENTS, quick
+from experiments.tables import TABLES
 
 ROOT = Path(__file__).resolve().parent.parent
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -126,7 +127,7 @@ def check_page(page: Path, data: dict, tables: list[str]) -> None:
     """A page holds a dataset's tables as its JSON gives them, and links files that exist."""
     text = page.read_text()
     for name in tables:
-        assert report.TABLES[name](data) in text, name
+        assert TABLES[name](data) in text, name
     assert "```python" not in text  # test_docs.py runs the python blocks of docs/
     links = re.findall(r"\]\(([^)]*\.(?:png|json))\)", text)
     assert links and all((page.parent / link).is_file() for link in links)
@@ -143,7 +144,7 @@ def test_digits_run_writes_json_figures_and_page(digits_run):
     page = root / "robustness.md"
     assert page.read_text().startswith("# Robustness\n")
     check_page(page, data, ["summary", "noise", "fgsm", "pgd", "targets", "run"])
-    assert report.tables(data) in printed
+    assert report.console(data) in printed
     assert f"Wrote {root / 'figures' / 'digits.json'}, " in printed
 
 
@@ -234,7 +235,7 @@ def test_a_page_shows_every_model(paper_runs, tmp_path):
     del partial["models"]["dropout"]
     with pytest.raises(ValueError, match="dropout"):
         report.render("mnist", partial, "paper")
-    with pytest.raises(SystemExit, match="leave out --models or --page"):
+    with pytest.raises(SystemExit, match="no --page"):
         run_cli("--models", "none", "--page", str(tmp_path / "page.md"))
 
 
@@ -271,7 +272,7 @@ def test_stopped_run_resumes_to_the_same_result(idx_dir, tmp_path):
             assert a[key] == b[key]
 
 
-class StopAfter(pipeline.Budget):
+class StopAfter(train.Budget):
     """A budget that allows ``units`` units of work, then stops."""
 
     def __init__(self, units: int) -> None:
@@ -285,17 +286,17 @@ class StopAfter(pipeline.Budget):
 
 
 def test_training_resumed_from_a_checkpoint_equals_an_uninterrupted_run(idx_dir, tmp_path):
-    train, _ = load_mnist(idx_dir)
+    train_set, _ = load_mnist(idx_dir)
     mnist = EXPERIMENTS["MNIST"]
     experiment = replace(mnist, training=replace(mnist.training, epochs=3, batch_size=32))
     variant = mnist.variants[-1]  # all combined: dropout and the regularizer draw random numbers
     kwargs = {"mean": 0.5, "std": 0.3, "log": False}
-    args = (experiment, variant, train)
-    straight, state = pipeline.train_variant(*args, tmp_path / "a", pipeline.Budget(None), **kwargs)
-    pipeline.train_variant(*args, tmp_path / "b", StopAfter(1), **kwargs)
+    args = (experiment, variant, train_set)
+    straight, state = train.train_variant(*args, tmp_path / "a", train.Budget(None), **kwargs)
+    train.train_variant(*args, tmp_path / "b", StopAfter(1), **kwargs)
     torch.manual_seed(123)  # whatever happens to the global RNG in between
-    pipeline.train_variant(*args, tmp_path / "b", StopAfter(1), **kwargs)
-    resumed, again = pipeline.train_variant(*args, tmp_path / "b", pipeline.Budget(None), **kwargs)
+    train.train_variant(*args, tmp_path / "b", StopAfter(1), **kwargs)
+    resumed, again = train.train_variant(*args, tmp_path / "b", train.Budget(None), **kwargs)
     assert again["epoch"] == state["epoch"] == 3 and again["losses"] == state["losses"]
     for (key, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), key
@@ -305,16 +306,14 @@ def test_evaluation_resumed_from_its_cache_equals_an_uninterrupted_one(idx_dir, 
     _, test = load_mnist(idx_dir)
     experiment = quick(EXPERIMENTS["MNIST"])
     torch.manual_seed(0)
-    model = pipeline.build_model(experiment, experiment.variants[0], 0.5, 0.3, (1, 28, 28))
+    model = train.build_model(experiment, experiment.variants[0], 0.5, 0.3, (1, 28, 28))
     config = experiment.evaluation
-    budget = pipeline.Budget(None)
-    straight = pipeline.evaluate_variant(
-        model, test, config, tmp_path / "a.json", budget, log=False
-    )
+    budget = train.Budget(None)
+    straight = measure.evaluate(model, test, config, tmp_path / "a.json", budget, log=False)
     cache = tmp_path / "b.json"
-    assert pipeline.evaluate_variant(model, test, config, cache, StopAfter(3), log=False) is None
+    assert measure.evaluate(model, test, config, cache, StopAfter(3), log=False) is None
     assert len(json.loads(cache.read_text())) == 3
-    resumed = pipeline.evaluate_variant(model, test, config, cache, budget, log=False)
+    resumed = measure.evaluate(model, test, config, cache, budget, log=False)
 
     def strip(units):
         return {k: {kk: vv for kk, vv in v.items() if kk != "seconds"} for k, v in units.items()}
@@ -323,15 +322,15 @@ def test_evaluation_resumed_from_its_cache_equals_an_uninterrupted_one(idx_dir, 
 
 
 def test_a_locked_model_is_left_to_the_process_that_holds_it(idx_dir, tmp_path):
-    with pipeline.exclusive(tmp_path / "model") as first:
-        with pipeline.exclusive(tmp_path / "model") as second:
+    with store.exclusive(tmp_path / "model") as first:
+        with store.exclusive(tmp_path / "model") as second:
             assert first and not second
-    with pipeline.exclusive(tmp_path / "model") as again:
+    with store.exclusive(tmp_path / "model") as again:
         assert again
     # A run that finds a model locked does the rest and says that work is left.
     training = quick(EXPERIMENTS["MNIST"]).training
-    folder = tmp_path / "checkpoints" / f"mnist-{pipeline.config_hash(training)}" / "jacobian"
-    with pipeline.exclusive(folder):
+    folder = tmp_path / "checkpoints" / f"mnist-{store.config_hash(training)}" / "jacobian"
+    with store.exclusive(folder):
         status, printed = run_two(idx_dir, tmp_path)
     assert status == pipeline.EXIT_UNFINISHED and "Jacobian: another process has it" in printed
     assert (folder.parent / "none" / "state.pt").is_file()
