@@ -50,7 +50,7 @@ def jacobian_norms(model: nn.Module, x: Tensor, batch_size: int = 256) -> Tensor
 def pgd_survived(
     model: nn.Module, x: Tensor, y: Tensor, epsilon: float, config: Evaluation, gen: torch.Generator
 ) -> Tensor:
-    """The share of images PGD with ``config``'s steps, restarts and losses fails to break."""
+    """1.0 for each image PGD (``config``'s steps, restarts and losses) fails to break, else 0."""
     attack = pgd_attack(config.pgd_steps, config.pgd_restarts, config.pgd_losses, gen)
     return attack_survivors(model, x, y, attack, epsilon, batch_size=1000).double()
 

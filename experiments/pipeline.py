@@ -96,13 +96,16 @@ def summarise(
     trained: dict[str, tuple[nn.Sequential, dict]],
     measured: dict[str, dict],
     test_set: TensorDataset,
-    **facts: object,
+    *,
+    command: str,
+    train_size: int,
+    normalization: dict[str, float],
+    first_start: float,
 ) -> Summary:
     """Draws the decision-region slices and gathers every result of a finished run.
 
     ``trained`` holds each model and its training log, ``measured`` its evaluation units, by
-    variant name; ``facts`` are ``command``, ``train_size``, ``normalization`` and
-    ``first_start`` (when the run's first piece started, in seconds since the epoch).
+    variant name; ``first_start`` is when the run's first piece started (time.time()).
 
     Returns:
         What the JSON holds, plus the per-sample margins and the slices' grids (``*_all``,
@@ -126,13 +129,13 @@ def summarise(
     wall = {k: sum(m[k] for m in models.values()) for k in ("train_seconds", "eval_seconds")}
     wall["report_seconds"] = time.perf_counter() - tic
     wall["compute_seconds"] = sum(wall.values())
-    wall["elapsed_seconds"] = time.time() - facts.pop("first_start")  # type: ignore[operator]
+    wall["elapsed_seconds"] = time.time() - first_start
     return {
         "dataset": experiment.dataset,
-        "command": facts["command"],
-        "train_size": facts["train_size"],
+        "command": command,
+        "train_size": train_size,
         "test_size": len(x),
-        "normalization": facts["normalization"],
+        "normalization": normalization,
         "training": {**asdict(experiment.training), "milestones": experiment.training.milestones()},
         "evaluation": {
             **asdict(ev),
@@ -202,24 +205,19 @@ def run(
         )
     pending, trained, measured = False, {}, {}
     for v in experiment.variants:
-        with exclusive(root / slug(v.name)) as mine:
+        folder = root / slug(v.name)
+        with exclusive(folder) as mine:
             if mine:
                 trained[v.name] = train_variant(
-                    experiment,
-                    v,
-                    train_set,
-                    root / slug(v.name),
-                    budget,
-                    mean=mean,
-                    std=std,
-                    log=log,
+                    experiment, v, train_set, folder, budget, mean=mean, std=std, log=log
                 )
         pending |= _skipped(mine, v, log) or trained[v.name][1]["epoch"] < training.epochs
     for v in [] if train_only else experiment.variants:
         if v.name not in trained or trained[v.name][1]["epoch"] < training.epochs:
             continue
-        with exclusive(root / slug(v.name)) as mine:
-            cache, model = root / slug(v.name) / "measurements.json", trained[v.name][0]
+        folder, model = root / slug(v.name), trained[v.name][0]
+        with exclusive(folder) as mine:
+            cache = folder / "measurements.json"
             result = (
                 evaluate(model, test_set, ev, cache, budget, log=log, name=v.name) if mine else None
             )
@@ -232,9 +230,16 @@ def run(
     with exclusive(root) as mine:
         if not mine:
             return 0, None
-        facts = {"command": command, "train_size": len(train_set), "first_start": first_start}
-        facts["normalization"] = {"mean": float(mean), "std": float(std)}
-        summary = summarise(experiment, trained, measured, test_set, **facts)
+        summary = summarise(
+            experiment,
+            trained,
+            measured,
+            test_set,
+            command=command,
+            train_size=len(train_set),
+            normalization={"mean": float(mean), "std": float(std)},
+            first_start=float(first_start),
+        )
         if finish is not None:
             finish(summary)
     return 0, summary
