@@ -26,6 +26,8 @@ from experiments.tables import TABLES, VALUES
 PAGES = Path(__file__).resolve().parent / "pages"
 # The datasets a page can show, in the order of their sections.
 SECTIONS = ("digits", "mnist", "fashion-mnist")
+# What refilled prose never breaks: code spans, links' texts, "[0, 1]", "sigma = " and "epsilon = ".
+UNBROKEN = r"`[^`]*`|\[[^]]*\]|[\u03c3\u03b5] = "
 
 
 def write(summary: Summary, out: Path) -> list[Path]:
@@ -62,8 +64,7 @@ def _rewrap(text: str, width: int = 100) -> str:
             continue
         filled = []
         for item in re.split(r"\n(?=- )", block):
-            # Never break inside a code span, a link's text, "[0, 1]" or "sigma = 0.5".
-            kept = re.sub(r"`[^`]*`|\[[^]]*\]|[σε] = ", lambda m: re.sub(r"\s", "\0", m[0]), item)
+            kept = re.sub(UNBROKEN, lambda m: re.sub(r"\s", "\0", m[0]), item)
             indent = "  " if item.startswith("- ") else ""
             lines = textwrap.fill(
                 " ".join(kept.split()),
