@@ -16,14 +16,8 @@ from experiments.measure import accuracy, jacobian_norms
 from experiments.models import MLP
 from experiments.train import train_epoch
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The models are tiny: one thread is as fast, and immune to spin-waits on shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# The models are tiny: one thread is as fast, and immune to spin-waits on shared cores.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -30,13 +30,9 @@ ROOT = Path(__file__).resolve().parent.parent
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One thread: the models are tiny, and bitwise resume checks need a fixed thread count."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# The models are tiny: one thread is as fast, immune to spin-waits on shared cores, and
+# bitwise resume checks need a fixed thread count.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def run_cli(*argv: str) -> tuple[int, str]:
