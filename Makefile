@@ -74,7 +74,7 @@ sdist: venv  ## Build the source distribution into dist/sdist/ (what pip builds 
 
 .PHONY: example
 example: install  ## Train the MNIST example's MLP on the bundled handwritten digits
-	$(PY) examples/mnist.py
+	$(PY) -m examples.mnist
 
 .PHONY: bench
 bench: install  ## Time training steps against the pure-PyTorch reference; writes docs/performance.md
