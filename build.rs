@@ -11,22 +11,24 @@ use std::process::Command;
 /// What the torch in the build's Python says about itself: version, C++ ABI, include dirs.
 struct Torch {
     release: String,
-    version: (u32, u32),
     cxx11_abi: String,
     includes: Vec<String>,
 }
 
+// The include directories torch-sys compiles against (torch.utils.cpp_extension's, without
+// importing it: it needs setuptools).
 const QUERY: &str = "
-import torch
-from torch.utils import cpp_extension
+import os, torch
 print('VERSION', torch.__version__)
 print('ABI', int(torch._C._GLIBCXX_USE_CXX11_ABI))
-for path in cpp_extension.include_paths():
-    print('INCLUDE', path)
+include = os.path.join(os.path.dirname(torch.__file__), 'include')
+print('INCLUDE', include)
+print('INCLUDE', os.path.join(include, 'torch', 'csrc', 'api', 'include'))
 ";
 
 fn query_torch() -> Torch {
-    // torch-sys's choice of interpreter, so that both compile against the same headers.
+    // torch-sys's choice of interpreter, so that both compile against the same headers (the
+    // build backend puts the build's own first on PATH under both names).
     let python = if std::env::var_os("VIRTUAL_ENV").is_some() {
         "python"
     } else {
@@ -38,13 +40,12 @@ fn query_torch() -> Torch {
         .unwrap_or_else(|err| panic!("cannot run {python} to find torch's headers: {err}"));
     assert!(
         output.status.success(),
-        "{python} could not import torch to find its headers (activate the venv that holds \
-         the torch to build against):\n{}",
+        "{python} could not import torch to find its headers (build with pip or make, whose \
+         build backend points it at the torch being built for):\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
     let mut torch = Torch {
         release: String::new(),
-        version: (0, 0),
         cxx11_abi: "1".to_owned(),
         includes: vec![],
     };
@@ -52,8 +53,6 @@ fn query_torch() -> Torch {
         match line.split_once(' ') {
             Some(("VERSION", version)) => {
                 torch.release = version.split('+').next().unwrap_or(version).to_owned();
-                let mut parts = version.split(['.', '+']).map(|p| p.parse().unwrap_or(0));
-                torch.version = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
             }
             Some(("ABI", abi)) => torch.cxx11_abi = abi.to_owned(),
             Some(("INCLUDE", path)) => torch.includes.push(path.to_owned()),
@@ -65,7 +64,6 @@ fn query_torch() -> Torch {
 
 fn compile_shim() {
     println!("cargo:rerun-if-changed=csrc/engine.cpp");
-    println!("cargo:rerun-if-env-changed=VIRTUAL_ENV");
     let torch = query_torch();
     // The torch release whose headers we compile against: jacobian._native.TORCH_VERSION.
     println!("cargo:rustc-env=JACOBIAN_TORCH_VERSION={}", torch.release);
@@ -75,12 +73,17 @@ fn compile_shim() {
     for include in &torch.includes {
         build.flag("-isystem").flag(include);
     }
-    // torch 2.14 and later need C++20; earlier headers compile as C++17, as torch-sys does.
-    let standard = if torch.version >= (2, 14) {
-        "c++20"
-    } else {
-        "c++17"
-    };
+    // The standard torch's headers need (releases.toml's `cxx`), which the build backend writes
+    // into the pinned sources' .cargo/config.toml.
+    println!("cargo:rerun-if-env-changed=JACOBIAN_CXX_STANDARD");
+    let standard = std::env::var("JACOBIAN_CXX_STANDARD").unwrap_or_else(|_| {
+        panic!(
+            "JACOBIAN_CXX_STANDARD is not set: build with pip or make, whose build backend \
+             pins the sources to a torch release (see CONTRIBUTING.md), not with cargo in the \
+             checkout (torch {})",
+            torch.release
+        )
+    });
     build
         .flag(format!("-std={standard}"))
         .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={}", torch.cxx11_abi))

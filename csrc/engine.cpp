@@ -7,6 +7,7 @@
 // (`PyWarningHandler`). This file does the same for our calls, without Python headers: the
 // exception is kept as a std::exception_ptr, translated later with the GIL held by torch's own
 // `translate_exception_to_python`, and warnings are collected by a c10::WarningHandler.
+#include <c10/core/DefaultDtype.h>
 #include <c10/core/GradMode.h>
 #include <c10/core/InferenceMode.h>
 #include <c10/util/Exception.h>
@@ -87,6 +88,9 @@ bool jac_grad_enabled() { return c10::GradMode::is_enabled(); }
 
 // Whether torch.inference_mode() is on for this thread.
 bool jac_inference_mode_enabled() { return c10::InferenceMode::is_enabled(); }
+
+// torch.get_default_dtype(), as a c10::ScalarType: the dtype of an unqualified torch.randn.
+int jac_default_dtype() { return static_cast<int>(c10::get_default_dtype_as_scalartype()); }
 
 // The retains_grad hooks (`t.retain_grad()`) taken off the nodes of a graph while the
 // regularizer runs its own backward passes, which must not leave gradients in `t.grad`; put back

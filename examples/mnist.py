@@ -8,9 +8,7 @@ averages over the whole test set, and the test set is not shuffled.
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -18,9 +16,8 @@ from jacobian import JacobianReg
 from torch import nn, optim
 from torch.utils.data import DataLoader, TensorDataset
 
-# The data loaders live in the repository's `experiments` package, which is not installed: put
-# the repository root on the path so that `python examples/mnist.py` runs from any directory.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# The data loaders of the repository's `experiments` package: run from the repository root as
+# `python -m examples.mnist` (the package is not installed).
 from experiments.data import load_digits, load_mnist, mnist_available
 
 

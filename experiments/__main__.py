@@ -1,13 +1,12 @@
-"""Reproduces the paper's robustness claims: noise, FGSM/PGD accuracy and margins, with figures.
+"""Trains and measures one dataset's models, then writes its JSON, figures and page.
 
-Trains the same model without regularization, with L2 weight decay and with Jacobian
-regularization (the same initialisation, batches and recipe), then measures each on the test set:
-clean accuracy, the exact mean ||J||_F^2, accuracy under white Gaussian noise and under FGSM and
-PGD (L-infinity, clipped to [0, 1]), and distances to the decision boundary. Uses LeNet-5 on MNIST
-when its files are under ``--data-dir``, else an MLP 64-200-200-10 on scikit-learn's 8x8 digits.
-Inputs stay in [0, 1] (no normalisation), so sigma and epsilon are in units of the pixel range.
-Writes ``robustness.json`` and three PNGs to ``--out`` and, with ``--page``, a Markdown page of
-the results: ``python -m experiments --out docs/figures --page docs/robustness.md``.
+Without ``--data-dir``: the paper's robustness claims on scikit-learn's 8x8 digits (an MLP
+without regularization, with L2 weight decay and with Jacobian regularization; a minute). With
+``--data-dir``: the paper's MNIST table on a folder of MNIST-format IDX files, MNIST or
+Fashion-MNIST (told apart by their MD5s, or named by ``--dataset``): LeNet' without
+regularization, with L2, dropout, Jacobian regularization and all three (hours; stop it with
+``--max-minutes`` and run the same command again to go on). The experiments are defined in
+``experiments/spec.py``, each dataset's page section in ``experiments/pages/<dataset>.md``.
 """
 
 from __future__ import annotations
@@ -15,107 +14,101 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-from experiments.data import load_digits, load_mnist, mnist_available, subset
-from experiments.evaluation import RobustnessConfig, RobustnessResult, run
-from experiments.report import JSON_NAME, print_table, save, write_page
+from experiments import report
+from experiments.data import identify, load_digits, load_mnist
+from experiments.pipeline import EXIT_UNFINISHED, Summary, run
+from experiments.spec import EXPERIMENTS, Experiment, quick
+from experiments.train import Budget
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def parse_args(argv: list[str]) -> argparse.Namespace:
     """Reads the command line."""
     parser = argparse.ArgumentParser(
         prog="python -m experiments", description=__doc__.splitlines()[0]
     )
-    parser.add_argument("--data-dir", help="folder with the MNIST IDX files (else: the digits)")
-    parser.add_argument("--out", default="robustness-out", help="folder for the JSON and PNGs")
-    parser.add_argument(
-        "--page", help="also write a Markdown page of the results here (docs/robustness.md)"
-    )
-    parser.add_argument("--epochs", type=int, help="default: 30 on the digits, 10 on MNIST")
-    parser.add_argument("--lambda-jr", type=float, default=0.01, help="Jacobian reg. weight")
-    parser.add_argument(
-        "--weight-decay", type=float, default=5e-4, help="L2 baseline's weight decay (0: skip it)"
-    )
-    parser.add_argument("--lr", type=float, default=0.05, help="SGD learning rate")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--pgd-steps", type=int, default=20)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="torch CPU threads (default 1: the models are small, one thread is as fast, and the "
-        "numbers do not depend on the core count)",
-    )
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="smoke run: 1 epoch, 200 training and 100 test examples, fewer noise draws",
-    )
+    add = parser.add_argument
+    add("--data-dir", help="folder of MNIST-format IDX files (default: the bundled digits)")
+    add("--dataset", choices=sorted(EXPERIMENTS), help="default: told by the files' MD5s")
+    add("--out", default="experiments-out", help="folder of the JSON and figures")
+    add("--page", help="also write the page of every JSON in --out here")
+    add("--page-only", action="store_true", help="only rewrite --page from the JSON in --out")
+    add("--checkpoints", default="data/checkpoints", help="folder of checkpoints and caches")
+    add("--epochs", type=int, help="default: the experiment's")
+    add("--seed", type=int, default=0)
+    add("--models", help="comma-separated names of the models to run (default: all)")
+    add("--max-minutes", type=float, help=f"stop in time, with exit status {EXIT_UNFINISHED}")
+    add("--train-only", action="store_true", help="stop once every model is trained")
+    # One thread: the models are small, and the numbers then do not depend on the core count.
+    add("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    add("--quick", action="store_true", help="smoke run: 1 epoch on 500 images, light tests")
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> RobustnessResult:
-    """Runs the evaluation, prints its tables and writes the JSON, figures and page.
+def experiment_for(args: argparse.Namespace) -> Experiment:
+    """The experiment the command line asks for; SystemExit when it cannot be told."""
+    name = args.dataset or (identify(args.data_dir) if args.data_dir else "digits")
+    if name is None:
+        raise SystemExit(
+            f"{args.data_dir} holds neither MNIST's nor Fashion-MNIST's canonical files: "
+            "name the experiment to run on them with --dataset"
+        )
+    experiment = quick(EXPERIMENTS[name]) if args.quick else EXPERIMENTS[name]
+    training = replace(experiment.training, seed=args.seed)
+    training = replace(training, epochs=args.epochs) if args.epochs else training
+    variants = experiment.variants
+    if args.models:
+        names = [v.name for v in variants]
+        if args.page or set(args.models.split(",")) - set(names):
+            raise SystemExit(f"--models takes some of {names}, and no --page (which shows all)")
+        variants = tuple(v for v in variants if v.name in args.models.split(","))
+    evaluation = replace(experiment.evaluation, seed=args.seed)
+    return replace(experiment, training=training, evaluation=evaluation, variants=variants)
 
-    Args:
-        argv: The command-line arguments (default: ``sys.argv[1:]``).
 
-    Returns:
-        The measurements.
-    """
+def main(argv: list[str] | None = None) -> int:
+    """Runs the command line; returns 0 when done, :data:`EXIT_UNFINISHED` with work left."""
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
-    torch.set_num_threads(args.threads)
-    # An unregularized model fits the training set so confidently that its gradients underflow
-    # into denormal floats, which x86 CPUs process about ten times slower; flush them to zero.
-    torch.set_flush_denormal(True)
-    if args.data_dir and mnist_available(args.data_dir):
-        name, (train, test) = "MNIST", load_mnist(args.data_dir)
-        epochs, margin_samples = args.epochs or 10, 500
+    out = Path(args.out)
+    if args.page_only:
+        if not args.page:
+            raise SystemExit("--page-only rewrites the page named by --page: name one")
+        print(f"Wrote {report.write_page(out, Path(args.page))}.")
+        return 0
+    experiment = experiment_for(args)
+    if experiment.dataset == "digits":
+        train_set, test_set = load_digits(seed=args.seed)
     else:
-        if args.data_dir:
-            print(f"No MNIST files under {args.data_dir}; using the bundled handwritten digits.")
-        name, (train, test) = "digits", load_digits(seed=args.seed)
-        epochs, margin_samples = args.epochs or 30, None
-    config = RobustnessConfig(
-        epochs=epochs,
-        lambda_jr=args.lambda_jr,
-        weight_decay=args.weight_decay,
-        lr=args.lr,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        pgd_steps=args.pgd_steps,
-        margin_samples=margin_samples,
-    )
-    if args.quick:
-        train, test = subset(train, 200), subset(test, 100)
-        config.epochs = args.epochs or 1
-        config.noise_draws = 1
-        config.margin_samples = 50
-        config.margin_directions = 2
-        config.slice_resolution = 61
-    print(
-        f"Data: {name} ({len(train)} training, {len(test)} test images); "
-        f"{config.epochs} epochs, lambda_JR={config.lambda_jr:g}, seed {config.seed}."
-    )
-    tic = time.perf_counter()
-    result = run(train, test, config, dataset=name, progress=sys.stderr.isatty())
-    save(result, args.out)
-    wrote = f"{Path(args.out) / JSON_NAME} and 3 PNGs"
-    if args.page:
-        command = shlex.join(["python", "-m", "experiments", *argv])
-        wrote += f", and {write_page(result, args.page, args.out, command)}"
-    print()
-    print_table(result)
-    seconds = time.perf_counter() - tic
-    print(f"\nWrote {wrote} in {seconds:.0f} s.")
-    return result
+        train_set, test_set = load_mnist(args.data_dir)
+    torch.set_num_threads(args.threads)
+    # Confident networks push gradients into denormal floats, which x86 CPUs process about ten
+    # times slower; flush them to zero.
+    torch.set_flush_denormal(True)
+
+    def finish(summary: Summary) -> None:
+        written = report.write(summary, out)
+        if args.page:
+            written.append(report.write_page(out, Path(args.page)))
+        print(f"\n{report.console(summary)}\n\nWrote {', '.join(map(str, written))}.")
+
+    command = shlex.join(["python", "-m", "experiments", *argv])
+    budget, checkpoints = Budget(args.max_minutes), Path(args.checkpoints)
+    return run(
+        experiment,
+        train_set,
+        test_set,
+        checkpoints=checkpoints,
+        budget=budget,
+        train_only=args.train_only,
+        command=command,
+        finish=finish,
+    )[0]
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

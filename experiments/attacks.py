@@ -23,17 +23,7 @@ def white_noise(
     generator: torch.Generator | None = None,
     clip: tuple[float, float] | None = DATA_RANGE,
 ) -> Tensor:
-    """Adds white Gaussian noise to inputs.
-
-    Args:
-        x: Inputs.
-        sigma: The standard deviation of the noise, per input element.
-        generator: A CPU generator for reproducible draws.
-        clip: The data range to clip the result to, or None to leave it unclipped.
-
-    Returns:
-        ``x + sigma * N(0, 1)``, clipped to ``clip``.
-    """
+    """``x + sigma * N(0, 1)``, drawn from a CPU ``generator``, clipped to ``clip`` unless None."""
     noise = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
     noisy = x + sigma * noise
     return noisy.clamp(*clip) if clip is not None else noisy
@@ -44,13 +34,6 @@ def margin_loss(logits: Tensor, y: Tensor) -> Tensor:
 
     Unlike the cross-entropy, its gradient does not vanish on confidently classified inputs
     (where the softmax rounds to one in float32), so gradient attacks can still move them.
-
-    Args:
-        logits: [N, classes].
-        y: The labels [N].
-
-    Returns:
-        ``sum_n (max_{j != y_n} logits[n, j] - logits[n, y_n])``, positive where misclassified.
     """
     right = logits.gather(1, y[:, None]).squeeze(1)
     wrong = logits.scatter(1, y[:, None], -math.inf).amax(1)
@@ -75,39 +58,14 @@ def gradient_and_logits(
 
 
 def loss_gradient(model: nn.Module, x: Tensor, y: Tensor, loss: str = "ce") -> Tensor:
-    """The gradient of a summed loss with respect to the inputs.
-
-    Args:
-        model: The classifier.
-        x: Inputs [N, ...] (not modified).
-        y: Their labels.
-        loss: ``"ce"`` (the cross-entropy) or ``"margin"`` (:func:`margin_loss`).
-
-    Returns:
-        [N, ...] input gradients of the loss, detached.
-    """
+    """The input gradient of a summed loss (``"ce"`` or ``"margin"``), detached."""
     return gradient_and_logits(model, x, y, loss)[0]
 
 
 def fgsm(
-    model: nn.Module,
-    x: Tensor,
-    y: Tensor,
-    epsilon: float,
-    bounds: tuple[float, float] = DATA_RANGE,
+    model: nn.Module, x: Tensor, y: Tensor, epsilon: float, bounds: tuple = DATA_RANGE
 ) -> Tensor:
-    """The fast gradient sign method (Goodfellow et al. 2015), an L-infinity attack.
-
-    Args:
-        model: The classifier to attack.
-        x: Clean inputs in ``bounds``.
-        y: Their labels.
-        epsilon: The L-infinity radius.
-        bounds: The data range the adversarial inputs are clipped to.
-
-    Returns:
-        ``clip(x + epsilon * sign(grad_x loss))``, detached.
-    """
+    """The fast gradient sign method (Goodfellow et al. 2015): ``clip(x + eps * sign(grad))``."""
     if epsilon == 0:
         return x.detach().clone()
     grad = loss_gradient(model, x, y)
@@ -132,25 +90,13 @@ def pgd(
     steps of the loss, projected back onto the ball and the data range. An input counts as
     broken at the first iterate the model misclassifies: that iterate is returned and the input
     leaves the attack. Inputs that survive a run are attacked again from a new random start, up
-    to ``restarts`` runs, which cycle through the losses in ``loss``. Misclassified clean
-    inputs are returned unchanged.
-
-    Args:
-        model: The classifier to attack.
-        x: Clean inputs in ``bounds``.
-        y: Their labels.
-        epsilon: The L-infinity radius.
-        steps: Signed-gradient steps per run.
-        step_size: The size of each step; default ``2.5 * epsilon / steps``.
-        generator: A CPU generator for the random starts.
-        bounds: The data range the iterates are clipped to.
-        restarts: Runs from independent random starts (at least 1).
-        loss: The loss each run ascends, ``"ce"`` or ``"margin"`` (:data:`LOSSES`), or a
-            sequence of them that the runs cycle through.
+    to ``restarts`` runs, which cycle through the losses in ``loss`` (see :data:`LOSSES`).
+    Misclassified clean inputs are returned unchanged. Steps are ``step_size``, by default
+    ``2.5 * epsilon / steps``; random starts are drawn from the CPU ``generator``.
 
     Returns:
-        Adversarial inputs within ``epsilon`` of ``x`` (L-infinity) and inside ``bounds``: the
-        first misclassified iterate of each input, else the last iterate of its last run.
+        Adversarial inputs within ``epsilon`` of ``x`` and inside ``bounds``: the first
+        misclassified iterate of each input, else the last iterate of its last run.
     """
     x = x.detach()
     if epsilon == 0:
@@ -199,17 +145,7 @@ def pgd_attack(
     loss: str | Sequence[str] = "ce",
     generator: torch.Generator | None = None,
 ) -> Attack:
-    """:func:`pgd` with fixed settings, as an attack for :func:`attack_accuracy`.
-
-    Args:
-        steps: Signed-gradient steps per run.
-        restarts: Runs from independent random starts.
-        loss: The loss (or losses, in turn) the runs ascend.
-        generator: A CPU generator for the random starts.
-
-    Returns:
-        ``attack(model, x, y, epsilon)``.
-    """
+    """:func:`pgd` with fixed settings, as an ``attack(model, x, y, epsilon)``."""
 
     def attack(model: nn.Module, x: Tensor, y: Tensor, epsilon: float) -> Tensor:
         return pgd(
@@ -220,26 +156,9 @@ def pgd_attack(
 
 
 def attack_survivors(
-    model: nn.Module,
-    x: Tensor,
-    y: Tensor,
-    attack: Attack,
-    epsilon: float,
-    batch_size: int = 1024,
+    model: nn.Module, x: Tensor, y: Tensor, attack: Attack, epsilon: float, batch_size: int = 1024
 ) -> Tensor:
-    """Which inputs the model still classifies correctly once attacked (in chunks).
-
-    Args:
-        model: The classifier.
-        x: Clean inputs.
-        y: Their labels.
-        attack: ``attack(model, x, y, epsilon)`` returning adversarial inputs.
-        epsilon: The attack's radius.
-        batch_size: Inputs attacked at a time.
-
-    Returns:
-        [N] booleans.
-    """
+    """Which inputs [N] the model still classifies correctly once attacked (in chunks)."""
     survived = [
         predict(model, attack(model, xb, yb, epsilon)) == yb
         for xb, yb in zip(x.split(batch_size), y.split(batch_size))
@@ -247,25 +166,34 @@ def attack_survivors(
     return torch.cat(survived) if survived else torch.zeros(0, dtype=torch.bool)
 
 
-def attack_accuracy(
+def pgd_iterations(
     model: nn.Module,
     x: Tensor,
     y: Tensor,
-    attack: Attack,
     epsilon: float,
-    batch_size: int = 1024,
-) -> float:
-    """The accuracy on adversarial inputs, attacked in chunks.
-
-    Args:
-        model: The classifier.
-        x: Clean inputs.
-        y: Their labels.
-        attack: ``attack(model, x, y, epsilon)`` returning adversarial inputs.
-        epsilon: The attack's radius.
-        batch_size: Inputs attacked at a time.
-
-    Returns:
-        The accuracy in [0, 1].
-    """
-    return attack_survivors(model, x, y, attack, epsilon, batch_size).sum().item() / len(x)
+    step_size: float,
+    iterations: int,
+    generator: torch.Generator,
+    batch_size: int = 1000,
+) -> list[float]:
+    """The accuracy before and after each of ``iterations`` PGD steps (cross-entropy, one run)."""
+    broken = torch.zeros(iterations + 1, len(x), dtype=torch.bool)
+    for first in range(0, len(x), batch_size):
+        xb, yb = x[first : first + batch_size], y[first : first + batch_size]
+        rows = slice(first, first + len(xb))
+        broken[0, rows] = predict(model, xb) != yb
+        lower, upper = (xb - epsilon).clamp(*DATA_RANGE), (xb + epsilon).clamp(*DATA_RANGE)
+        start = 2 * torch.rand(xb.shape, generator=generator, dtype=xb.dtype) - 1
+        current = (xb + epsilon * start).clamp(*DATA_RANGE)
+        grad, _ = gradient_and_logits(model, current, yb)
+        for k in range(1, iterations + 1):
+            current = current + step_size * grad.sign()
+            current = torch.minimum(torch.maximum(current, lower), upper)
+            # The logits of this iterate come with the gradient of the next step.
+            if k < iterations:
+                grad, logits = gradient_and_logits(model, current, yb)
+            else:
+                with torch.no_grad():
+                    logits = model(current)
+            broken[k, rows] = broken[k - 1, rows] | (logits.argmax(1) != yb)
+    return (1 - broken.double().mean(1)).tolist()

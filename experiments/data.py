@@ -34,23 +34,10 @@ CANONICAL_MD5 = {
 
 
 def load_digits(test_fraction: float = 0.25, seed: int = 0) -> tuple[TensorDataset, TensorDataset]:
-    """Loads the 1797 handwritten 8x8 digits that ship with scikit-learn, split for training.
+    """scikit-learn's 1797 8x8 digits, split stratified: images [N, 1, 8, 8] in [0, 1], labels."""
+    from sklearn.datasets import load_digits as sklearn_digits
+    from sklearn.model_selection import train_test_split
 
-    Args:
-        test_fraction: The share of images held out for testing (stratified by class).
-        seed: The seed of the split.
-
-    Returns:
-        The train and test sets: images [N, 1, 8, 8] as float32 in [0, 1], labels as int64.
-
-    Raises:
-        ImportError: scikit-learn is not installed.
-    """
-    try:
-        from sklearn.datasets import load_digits as sklearn_digits
-        from sklearn.model_selection import train_test_split
-    except ImportError as err:  # pragma: no cover - depends on the environment
-        raise ImportError("the bundled digits need scikit-learn: pip install scikit-learn") from err
     digits = sklearn_digits()
     images = (digits.images / 16.0).astype(np.float32)[:, None]
     split = train_test_split(
@@ -87,18 +74,7 @@ def _read_idx(path: Path) -> np.ndarray:
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
-    """Encodes an array of unsigned bytes as an IDX file (the format of the MNIST files).
-
-    Args:
-        array: Integers in [0, 255], of any shape (at most 255 dimensions).
-
-    Returns:
-        The file's contents: the magic number (type 0x08, the dimension count), each dimension
-        as a big-endian 32-bit integer, then the values in C order.
-
-    Raises:
-        ValueError: A value is outside [0, 255].
-    """
+    """An array of integers in [0, 255] as an IDX file (MNIST's format); ValueError otherwise."""
     array = np.asarray(array)
     if array.size and (array.min() < 0 or array.max() > 255):
         raise ValueError("IDX files of unsigned bytes hold values in [0, 255] only")
@@ -108,16 +84,11 @@ def idx_bytes(array: np.ndarray) -> bytes:
 
 
 def check_md5(data_dir: str | Path, expected: dict[str, str]) -> None:
-    """Checks IDX files against known MD5s of their uncompressed contents.
-
-    Args:
-        data_dir: A folder in one of the layouts :func:`mnist_available` accepts.
-        expected: The MD5 (hex) of each uncompressed file, by file name.
+    """Checks a folder's IDX files against the MD5s of their contents, by name.
 
     Raises:
         FileNotFoundError: A file is missing.
-        ValueError: A file's contents differ from the expected ones; the message names each such
-            file with both MD5s.
+        ValueError: A file differs; the message names each such file with both MD5s.
     """
     root = Path(data_dir)
     wrong = []
@@ -136,38 +107,22 @@ def check_md5(data_dir: str | Path, expected: dict[str, str]) -> None:
 
 
 def mnist_available(data_dir: str | Path) -> bool:
-    """Tells whether the four MNIST IDX files are under ``data_dir``.
-
-    Args:
-        data_dir: A folder holding the files directly, in ``raw/`` or in ``MNIST/raw/`` (the
-            layout torchvision writes), optionally gzipped.
-
-    Returns:
-        True when all four files were found.
-    """
+    """Whether the four MNIST IDX files are in, or in ``raw/`` or ``MNIST/raw/`` of, a folder."""
     root = Path(data_dir)
     return all(_find(root, name) for pair in MNIST_FILES.values() for name in pair)
 
 
 def load_mnist(data_dir: str | Path, download: bool = False) -> tuple[TensorDataset, TensorDataset]:
-    """Loads MNIST from IDX files on disk, downloading them only when asked.
+    """MNIST-format IDX files as train and test sets: images [N, 1, 28, 28] in [0, 1], labels.
 
-    Args:
-        data_dir: Where the files are (see :func:`mnist_available`) or are to be downloaded.
-        download: Download the files with torchvision when they are missing.
-
-    Returns:
-        The train and test sets: images [N, 1, 28, 28] as float32 in [0, 1], labels as int64.
-
-    Raises:
-        FileNotFoundError: The files are missing and ``download`` is false.
-        ImportError: A download was asked for but torchvision is not installed.
+    Raises FileNotFoundError when the files are missing, unless ``download`` (with torchvision).
     """
     root = Path(data_dir)
     if not mnist_available(root):
         if not download:
             raise FileNotFoundError(
-                f"no MNIST IDX files under {root}; pass download=True (--download) to fetch them"
+                f"no MNIST-format IDX files under {root}: `make mnist` fetches MNIST into "
+                "data/mnist (or pass download=True to fetch it with torchvision)"
             )
         try:
             from torchvision.datasets import MNIST
@@ -185,16 +140,12 @@ def load_mnist(data_dir: str | Path, download: bool = False) -> tuple[TensorData
     return sets[0], sets[1]
 
 
-def subset(data: TensorDataset, count: int | None) -> TensorDataset:
-    """The first ``count`` examples of a dataset.
-
-    Args:
-        data: The dataset.
-        count: How many examples to keep; None keeps them all.
-
-    Returns:
-        A dataset of the first ``count`` examples (``data`` itself when ``count`` is None).
-    """
-    if count is None:
-        return data
-    return TensorDataset(*(t[:count] for t in data.tensors))
+def identify(data_dir: str | Path) -> str | None:
+    """``MNIST`` or ``Fashion-MNIST`` if a folder's IDX files have its canonical MD5s, else None."""
+    for name, md5s in CANONICAL_MD5.items():
+        try:
+            check_md5(data_dir, md5s)
+        except (OSError, ValueError):
+            continue
+        return name
+    return None

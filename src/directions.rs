@@ -1,6 +1,13 @@
 //! Projection directions v_k: uniform on the unit sphere, or orthonormal per sample (Haar).
+//!
+//! Every draw is upstream's `torch.randn(B, C)`: standard normal noise in torch's default dtype
+//! (float32 unless `torch.set_default_dtype` changed it), whatever y's dtype, on the generator's
+//! device. Sphere directions are normalised in that dtype too, and only then brought to y's dtype
+//! and device, as upstream's engine casts its float32 directions; so under one seed the
+//! directions, and the generator's state afterwards, do not depend on y's dtype.
 
 use crate::checks::device_name;
+use crate::engine::default_kind;
 use crate::error::{Error, Result};
 use crate::numerics::{accumulation_kind, normalize_rows};
 use crate::options::Sampling;
@@ -11,8 +18,9 @@ pub trait Normal {
     /// The device a caller's generator draws on; None for the default generator of any device.
     fn device(&self) -> Option<Device>;
 
-    /// Standard normal noise of `shape` on `device`, in `kind`.
-    fn draw(&self, shape: &[i64], kind: Kind, device: Device) -> Result<Tensor>;
+    /// Standard normal noise of `shape` in torch's default dtype, on the generator's own device
+    /// (for the default generator, on `device`, y's device).
+    fn draw(&self, shape: &[i64], device: Device) -> Result<Tensor>;
 }
 
 /// torch's default generator of the device drawn on, so `torch.manual_seed` reproduces draws.
@@ -23,8 +31,8 @@ impl Normal for DefaultGenerator {
         None
     }
 
-    fn draw(&self, shape: &[i64], kind: Kind, device: Device) -> Result<Tensor> {
-        Ok(Tensor::f_randn(shape, (kind, device))?)
+    fn draw(&self, shape: &[i64], device: Device) -> Result<Tensor> {
+        Ok(Tensor::f_randn(shape, (default_kind(), device))?)
     }
 }
 
@@ -41,18 +49,50 @@ pub enum Draws<'a> {
     Given(GivenDirections<'a>),
 }
 
-/// Refuses a caller's generator for another device than y's: torch would raise a less clear
-/// error, or (for another CUDA device) silently draw from a generator the caller did not pass.
+/// Refuses a caller's generator for another device than y's or the CPU: torch would raise a less
+/// clear error, or (for another CUDA device) silently draw from a generator the caller did not
+/// pass. A CPU generator draws on the CPU for any device, as upstream does (its directions are
+/// copied to y's device), so `torch.default_generator` gives upstream's draws on a GPU.
 fn check_generator_device(normal: &dyn Normal, device: Device) -> Result<()> {
     match normal.device() {
-        Some(found) if found != device => Err(Error::value_error(format!(
+        Some(found) if found != device && found != Device::Cpu => Err(Error::value_error(format!(
             "generator is for device {} but y is on {}; create it with \
-             torch.Generator(device={:?})",
+             torch.Generator(device={:?}), or pass a CPU generator, which draws on the CPU",
             device_name(found),
             device_name(device),
             device_name(device)
         ))),
         _ => Ok(()),
+    }
+}
+
+/// `v` times `gain`, without an operation for a gain of 1.
+fn scaled(v: Tensor, gain: f64) -> Result<Tensor> {
+    Ok(if gain == 1.0 {
+        v
+    } else {
+        v.f_mul_scalar(gain)?
+    })
+}
+
+/// Unit rows of standard normal `noise` [B, C] in y's `kind` on y's `device`, times `gain`.
+///
+/// Normalised in the dtype and on the device they were drawn in, then moved and cast, as
+/// upstream's directions reach its engine. Where the noise is already in y's dtype the gain
+/// joins the division; otherwise it multiplies after the cast, so the directions are upstream's
+/// with no rounding but y's dtype's own.
+fn unit_directions(noise: &Tensor, kind: Kind, device: Device, gain: f64) -> Result<Tensor> {
+    let fold = noise.f_kind()? == kind;
+    let unit = normalize_rows(noise, if fold { gain } else { 1.0 })?;
+    let unit = if unit.device() == device {
+        unit
+    } else {
+        unit.f_to_device(device)?
+    };
+    if fold {
+        Ok(unit)
+    } else {
+        scaled(unit.f_to_kind(kind)?, gain)
     }
 }
 
@@ -112,8 +152,11 @@ impl<'a> Directions<'a> {
                 device,
             }),
             Sampling::Orthogonal => {
-                let noise = normal.draw(&[n, shape[0], shape[1]], kind, device)?;
-                Ok(Directions::Orthogonal(orthonormal(&noise, kind)?))
+                let noise = normal.draw(&[n, shape[0], shape[1]], device)?;
+                Ok(Directions::Orthogonal(orthonormal(
+                    &noise.f_to_device(device)?,
+                    kind,
+                )?))
             }
         }
     }
@@ -127,8 +170,13 @@ impl<'a> Directions<'a> {
                 shape,
                 kind,
                 device,
-            } => normalize_rows(&normal.draw(shape.as_slice(), *kind, *device)?, gain),
-            Directions::Orthogonal(q) => Ok(q.f_select(2, k)?.f_mul_scalar(gain)?),
+            } => unit_directions(
+                &normal.draw(shape.as_slice(), *device)?,
+                *kind,
+                *device,
+                gain,
+            ),
+            Directions::Orthogonal(q) => scaled(q.f_select(2, k)?, gain),
             Directions::Given {
                 given,
                 shape,
@@ -145,23 +193,30 @@ impl<'a> Directions<'a> {
                          [{batch}, {size}], got {found:?}"
                     )));
                 }
-                Ok(v.f_to_device(*device)?
-                    .f_to_kind(*kind)?
-                    .f_reshape([batch, size])?
-                    .f_mul_scalar(gain)?)
+                scaled(
+                    v.f_to_device(*device)?
+                        .f_to_kind(*kind)?
+                        .f_reshape([batch, size])?,
+                    gain,
+                )
             }
         }
     }
 }
 
-/// A standard normal start [B, C] for the power iteration, from the same sources as directions.
+/// A standard normal start [B, C] for the power iteration in y's `kind` on y's `device`, drawn
+/// as directions are.
 pub fn start(normal: &dyn Normal, shape: [i64; 2], kind: Kind, device: Device) -> Result<Tensor> {
     check_generator_device(normal, device)?;
-    normal.draw(shape.as_slice(), kind, device)
+    Ok(normal
+        .draw(shape.as_slice(), device)?
+        .f_to_device(device)?
+        .f_to_kind(kind)?)
 }
 
-/// Haar-distributed orthonormal columns from Gaussian noise [n, B, C]: Q of a QR decomposition,
-/// with column signs fixed by diag(R) (without the fix, Q is not uniformly distributed).
+/// Haar-distributed orthonormal columns in `kind` from Gaussian noise [n, B, C] of any dtype: Q of
+/// a QR decomposition, with column signs fixed by diag(R) (without the fix, Q is not uniformly
+/// distributed).
 fn orthonormal(noise: &Tensor, kind: Kind) -> Result<Tensor> {
     // QR has no half-precision kernels; the directions are cast back to y's dtype after.
     let work = accumulation_kind(kind);

@@ -3,7 +3,7 @@
 use crate::error::{Error, Result};
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::ptr::{null, null_mut, NonNull};
-use tch::Tensor;
+use tch::{Kind, Tensor};
 use torch_sys::C_tensor;
 
 #[repr(C)]
@@ -32,6 +32,7 @@ extern "C" {
     ) -> c_int;
     fn jac_grad_enabled() -> bool;
     fn jac_inference_mode_enabled() -> bool;
+    fn jac_default_dtype() -> c_int;
     fn jac_scan_graph(
         output: *const C_tensor,
         input: *const C_tensor,
@@ -155,6 +156,20 @@ pub fn grad_enabled() -> bool {
 pub fn inference_mode_enabled() -> bool {
     // SAFETY: reads a thread-local flag.
     unsafe { jac_inference_mode_enabled() }
+}
+
+/// torch's default dtype (`torch.get_default_dtype()`), in which an unqualified `torch.randn`
+/// draws: float32 unless `torch.set_default_dtype` changed it.
+pub fn default_kind() -> Kind {
+    // SAFETY: reads a process-wide setting.
+    match unsafe { jac_default_dtype() } {
+        // c10::ScalarType's numbering (tch keeps its own conversion private).
+        5 => Kind::Half,
+        7 => Kind::Double,
+        15 => Kind::BFloat16,
+        // float32; torch.set_default_dtype accepts floating-point dtypes only.
+        _ => Kind::Float,
+    }
 }
 
 /// What a walk of the graph from `y` to `x` found (see [`scan_graph`]).

@@ -6,7 +6,9 @@ use crate::checks::{
 };
 use crate::directions::{Directions, Draws};
 use crate::error::{Error, Interrupt, Result};
-use crate::numerics::{as_rows, attached_zeros, per_sample_squared_norms, reduce, squared_norm};
+use crate::numerics::{
+    accumulation_kind, as_rows, attached_zeros, per_sample_squared_norms, reduce, squared_norm,
+};
 use crate::options::{FrobeniusOptions, ProjectionCount, Reduction, Sampling};
 use tch::Tensor;
 
@@ -77,12 +79,19 @@ pub fn squared_frobenius(
     };
     // factor · C/n for the estimate, and 1/B for the mean. The directions are scaled by its
     // square root before the engine sees them, so the squared norms come out scaled: no
-    // multiplication is added to the graph that loss.backward() differentiates again.
+    // multiplication is added to the graph that loss.backward() differentiates again. In half
+    // precision a gain would round every direction once more than upstream's (to 8 or 11 bits),
+    // so there the engine gets the directions as upstream's does, and the float32 sum is scaled.
     let mut scale = options.factor * per_sample as f64 / count as f64;
     if options.reduction == Reduction::Mean {
         scale /= batch as f64;
     }
-    let gain = scale.sqrt();
+    let half = accumulation_kind(kind) != kind;
+    let (gain, after) = if half {
+        (1.0, scale)
+    } else {
+        (scale.sqrt(), 1.0)
+    };
     // Under torch.no_grad() even a selected column of y would have no grad_fn to differentiate.
     tch::with_grad(|| -> Result<Tensor> {
         // Each direction goes to the engine as y's grad_output: no (y·v).sum() around it. The
@@ -122,6 +131,11 @@ pub fn squared_frobenius(
                 Some(total) => total.f_add(&squared)?,
             });
         }
-        total.ok_or_else(|| Error::runtime_error("no projection was taken"))
+        let total = total.ok_or_else(|| Error::runtime_error("no projection was taken"))?;
+        Ok(if after == 1.0 {
+            total
+        } else {
+            total.f_mul_scalar(after)?
+        })
     })
 }

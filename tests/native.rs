@@ -65,7 +65,7 @@ impl Normal for Prescribed {
         self.device
     }
 
-    fn draw(&self, shape: &[i64], _kind: Kind, _device: Device) -> Result<Tensor> {
+    fn draw(&self, shape: &[i64], _device: Device) -> Result<Tensor> {
         let next = self.draws.borrow_mut().remove(0);
         assert_eq!(next.size(), shape);
         Ok(next)
@@ -462,6 +462,49 @@ fn sphere_directions_are_unit_rows_on_the_requested_dtype() {
     assert_eq!(v.kind(), Kind::Float);
     let norms = v.norm_scalaropt_dim(2.0, [1i64].as_slice(), false);
     assert!(max_abs_diff(&norms, &Tensor::ones([5], (Kind::Float, Device::Cpu))) < 1e-6);
+}
+
+#[test]
+fn sphere_directions_are_the_float32_draw_normalised_then_cast_for_every_dtype() {
+    // Upstream's draw: torch.randn(B, C) in float32 whatever y's dtype, v / ‖v‖ in float32, then
+    // the engine's cast to y's dtype. B·C = 21 is neither under 16 nor a multiple of 16, where
+    // half-precision draws of the same seed would give other values.
+    for kind in [Kind::Half, Kind::BFloat16, Kind::Float, Kind::Double] {
+        let directions = Directions::new(
+            Sampling::Sphere,
+            1,
+            [3, 7],
+            kind,
+            Device::Cpu,
+            Draws::Normal(&DefaultGenerator),
+        )
+        .unwrap();
+        tch::manual_seed(4);
+        let v = directions.get(0, 0.75).unwrap();
+        let after = Tensor::rand([4], (Kind::Float, Device::Cpu));
+        tch::manual_seed(4);
+        let noise = Tensor::randn([3, 7], (Kind::Float, Device::Cpu));
+        let expected = (&noise / noise.norm_scalaropt_dim(2.0, [1i64].as_slice(), true))
+            .to_kind(kind)
+            .to_kind(Kind::Double)
+            * 0.75;
+        assert_eq!(v.kind(), kind);
+        // The gain is the only rounding beyond the cast (none where it joins the division).
+        let allowed = match kind {
+            Kind::Half => 1e-3,
+            Kind::BFloat16 => 4e-3,
+            Kind::Float => 2e-7,
+            _ => 1e-15,
+        };
+        let error = max_abs_diff(&v.to_kind(Kind::Double), &expected);
+        assert!(error <= allowed, "{kind:?}: {error}");
+        // The generator stands where one float32 draw of 21 values leaves it.
+        assert_eq!(
+            max_abs_diff(&after, &Tensor::rand([4], (Kind::Float, Device::Cpu))),
+            0.0,
+            "{kind:?}"
+        );
+    }
 }
 
 #[test]

@@ -9,9 +9,15 @@ from torch import Tensor
 def unit_vectors(
     batch: int, size: int, like: Tensor, generator: torch.Generator | None = None
 ) -> Tensor:
-    """One standard-normal draw [B, C] per sample, normalised per row (the upstream draw order)."""
-    v = torch.randn(batch, size, dtype=like.dtype, device=like.device, generator=generator)
-    return v / torch.norm(v, 2, 1, True)
+    """Upstream's draw of one projection's directions, in ``like``'s dtype and on its device.
+
+    ``torch.randn(B, C)`` in the default dtype (float32) whatever ``like``'s dtype, on the
+    generator's device (without one, on ``like``'s: upstream's own draw on the CPU), each row
+    divided by its norm in that dtype, then cast and moved, as upstream's engine casts it.
+    """
+    device = like.device if generator is None else generator.device
+    v = torch.randn(batch, size, device=device, generator=generator)
+    return (v / torch.norm(v, 2, 1, True)).to(like)
 
 
 def reference_reg(

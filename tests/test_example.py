@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -10,18 +9,15 @@ from pathlib import Path
 import pytest
 import torch
 
+from examples import mnist
 from experiments.data import load_digits
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "mnist.py"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
 def example():
-    spec = importlib.util.spec_from_file_location("mnist_example", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["mnist_example"] = module
-    spec.loader.exec_module(module)
-    return module
+    return mnist
 
 
 def test_example_trains_on_digits(example, capsys):
@@ -65,11 +61,11 @@ def test_missing_mnist_falls_back_to_digits(example, tmp_path, capsys):
     assert "No MNIST files under" in out and "Data: digits" in out
 
 
-def test_example_runs_as_a_script_from_any_directory(tmp_path):
-    # Not installed, `experiments` is found through the repository root the script adds.
+def test_example_runs_as_a_module_from_the_repository_root():
+    # As `make example` runs it: `experiments` is found from the root, with no path edits.
     result = subprocess.run(
-        [sys.executable, str(EXAMPLE), "--help"],
-        cwd=tmp_path,
+        [sys.executable, "-m", "examples.mnist", "--help"],
+        cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=120,

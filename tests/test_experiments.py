@@ -1,34 +1,23 @@
-"""The evaluation beside the library: data, attacks, noise, margins against closed forms, the
-smoke run of `python -m experiments` and the page it writes."""
+"""The experiments' building blocks: data, attacks, noise, Jacobian norms and margins, against
+closed forms and dense Jacobians (the runs and pages are in test_pipeline.py)."""
 
 from __future__ import annotations
 
-import contextlib
-import io
-import json
 import math
-import re
 
 import pytest
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 
 from experiments import attacks, margins
-from experiments.__main__ import main
-from experiments.data import load_digits, load_mnist, mnist_available, subset
-from experiments.evaluation import accuracy, jacobian_norm_sq
+from experiments.data import load_digits, load_mnist, mnist_available
+from experiments.measure import accuracy, jacobian_norms
 from experiments.models import MLP
-from experiments.report import format_table
-from experiments.training import train_model
+from experiments.train import train_epoch
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The models are tiny: one thread is as fast, and immune to spin-waits on shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# The models are tiny: one thread is as fast, and immune to spin-waits on shared cores.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +31,10 @@ def undefended(digits):
     train, _ = digits
     torch.manual_seed(0)
     model = MLP()
-    train_model(model, train, epochs=4, lr=0.05, batch_size=64, seed=0)
+    batches = DataLoader(train, batch_size=64, shuffle=True)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    for _ in range(4):
+        train_epoch(model, batches, optimizer, reg=nn.Identity())
     return model
 
 
@@ -73,13 +65,13 @@ def test_attacks_lower_accuracy_of_an_undefended_model(digits, undefended):
     _, test = digits
     x, y = test.tensors
     clean = accuracy(undefended, x, y)
-    fgsm = attacks.attack_accuracy(undefended, x, y, attacks.fgsm, 0.1)
+    fgsm = attacks.attack_survivors(undefended, x, y, attacks.fgsm, 0.1).float().mean()
     gen = torch.Generator().manual_seed(0)
 
     def attack(model, xb, yb, eps):
         return attacks.pgd(model, xb, yb, eps, steps=10, generator=gen)
 
-    pgd = attacks.attack_accuracy(undefended, x, y, attack, 0.1)
+    pgd = attacks.attack_survivors(undefended, x, y, attack, 0.1).float().mean()
     assert fgsm < clean - 0.2
     assert pgd <= fgsm + 0.01
 
@@ -111,7 +103,14 @@ def test_jacobian_norm_matches_dense_jacobian(digits):
     x = test.tensors[0][:40]
     jac = torch.autograd.functional.jacobian(lambda t: model(t).sum(0), x)  # [C, N, 1, 8, 8]
     expected = jac.pow(2).sum().item() / len(x)
-    assert jacobian_norm_sq(model, x, batch_size=16) == pytest.approx(expected, rel=1e-4)
+    assert jacobian_norms(model, x, batch_size=16).mean().item() == pytest.approx(
+        expected, rel=1e-4
+    )
+    # Per input: inputs are independent, so jac[:, n] is the Jacobian of output n by input n.
+    per_input = jac.pow(2).sum((0, 2, 3, 4))
+    torch.testing.assert_close(
+        jacobian_norms(model, x, batch_size=16), per_input.double(), rtol=1e-4, atol=0
+    )
 
 
 def linear_margin(layer: nn.Linear, x: torch.Tensor, u: torch.Tensor) -> float:
@@ -144,8 +143,9 @@ def test_margins_of_a_linear_model_match_the_closed_form():
     # Rays that leave no region never cross, and rays longer than max_distance are not followed.
     far = expected > 1e3
     assert torch.isinf(ours[far]).all()
-    one = margins.boundary_distance(layer, x[0], u[0], max_distance=1e3, scan_step=0.5, tol=1e-7)
-    assert one == pytest.approx(float(expected[0]), abs=1e-6)
+    # One ray alone gives the distance it gives among the others.
+    one = margins.boundary_distances(layer, x[:1], u[:1], max_distance=1e3, scan_step=0.5, tol=1e-7)
+    assert one.item() == pytest.approx(float(expected[0]), abs=1e-6)
 
 
 def test_margin_without_boundary_is_inf():
@@ -179,78 +179,15 @@ def test_decision_slice_and_nearest_boundary_in_plane():
     assert angle == pytest.approx(math.pi / 2)
 
 
-@pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
-    """A --quick run of `python -m experiments` that writes its page beside the figures' folder.
-
-    Returns the folder, the result and what the run printed.
-    """
-    root = tmp_path_factory.mktemp("smoke")
-    threads = torch.get_num_threads()
-    argv = ["--quick", "--out", str(root / "figures"), "--page", str(root / "robustness.md")]
-    printed = io.StringIO()
-    try:
-        with contextlib.redirect_stdout(printed):
-            result = main([*argv, "--seed", "1"])
-    finally:
-        # Restores the global settings the command changes: thread count and denormal flushing.
-        torch.set_num_threads(threads)
-        torch.set_flush_denormal(False)
-    return root, result, printed.getvalue()
-
-
-def test_smoke_run_writes_json_and_figures(smoke):
-    root, result, _ = smoke
-    assert result.models[0].name == "no regularization"
-    assert len(result.models) == 3
-    data = json.loads((root / "figures" / "robustness.json").read_text())
-    assert data["dataset"] == "digits" and data["test_size"] == 100
-    assert data["config"]["epochs"] == 1 and data["config"]["pgd_steps"] == 20
-    for model in data["models"]:
-        assert len(model["noise_accuracy"]) == len(data["config"]["sigmas"])
-        assert len(model["pgd_accuracy"]) == len(data["config"]["epsilons"])
-        assert model["jacobian_sq"] > 0 and 0 <= model["clean_accuracy"] <= 1
-        assert set(model["margin_random"]) >= {"q50", "not_found"}
-    for name in ("accuracy.png", "margins.png", "margin_histogram.png"):
-        png = root / "figures" / name
-        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-        assert png.stat().st_size < 200_000
-
-
-def test_smoke_run_prints_the_tables(smoke):
-    root, result, out = smoke
-    assert "Data: digits (200 training, 100 test images); 1 epochs" in out
-    assert "| PGD-20 |" in out and "| white noise |" in out
-    assert format_table(result) in out
-    page = root / "robustness.md"
-    assert f"Wrote {root / 'figures' / 'robustness.json'} and 3 PNGs, and {page} in " in out
-
-
-def test_smoke_run_writes_the_page_from_its_result(smoke):
-    root, result, _ = smoke
-    page = (root / "robustness.md").read_text()
-    assert page.startswith("# Robustness\n")
-    assert format_table(result) in page
-    base, reg = result.models[0], result.models[-1]
-    assert f"({base.jacobian_sq:.4g} → {reg.jacobian_sq:.4g}; target: at least 30 times)" in page
-    assert f"{round(result.seconds)} s of wall time" in page
-    assert f"{result.machine['cpu_count']} {result.machine['processor']} CPU cores" in page
-    # The command that wrote it, in a sh block; no python block (the docs' blocks are executed).
-    assert f"```sh\npython -m experiments --quick --out {root / 'figures'}" in page
-    assert "```python" not in page
-    # The figures are linked relative to the page.
-    links = re.findall(r"!\[[^]]*\]\(([^)]*)\)", page)
-    assert links == ["figures/accuracy.png", "figures/margins.png", "figures/margin_histogram.png"]
-    assert all((root / link).is_file() for link in links)
-
-
 def test_digits_split():
     train, test = load_digits()
     assert len(train) + len(test) == 1797
     x, y = train.tensors
     assert x.shape[1:] == (1, 8, 8) and x.dtype == torch.float32
     assert 0 <= x.min() and x.max() <= 1 and y.dtype == torch.int64
-    assert len(subset(train, 10)) == 10 and subset(train, None) is train
+    # Stratified: every class has the same share of the test set as of the whole, to one image.
+    counts = torch.bincount(torch.cat([y, test.tensors[1]]), minlength=10)
+    assert (torch.bincount(test.tensors[1], minlength=10) - counts / 4).abs().max() <= 1
 
 
 def test_mnist_files_on_disk_load(mnist_dir):
@@ -263,5 +200,5 @@ def test_mnist_files_on_disk_load(mnist_dir):
 
 def test_missing_mnist_raises(tmp_path):
     assert not mnist_available(tmp_path)
-    with pytest.raises(FileNotFoundError, match="--download"):
+    with pytest.raises(FileNotFoundError, match="make mnist"):
         load_mnist(tmp_path)

@@ -285,7 +285,8 @@ def test_generator_gives_reproducible_draws_independent_of_global_rng(mlp_batch)
 
 @pytest.mark.parametrize("n", [1, 3])
 def test_sphere_generator_draws_each_projection_in_turn_like_reference(mlp_batch, n):
-    # The documented draw: torch.randn(B, C, generator=g) per projection, in order, in y's dtype.
+    # The documented draw: torch.randn(B, C, generator=g) per projection, in order, in the
+    # default dtype (float32), normalised, then cast to y's (float64 here).
     model, x = mlp_batch
     y = model(x)
     ours_generator = torch.Generator(device=x.device).manual_seed(11)
@@ -298,14 +299,15 @@ def test_sphere_generator_draws_each_projection_in_turn_like_reference(mlp_batch
 
 
 def test_orthogonal_generator_draws_all_projections_at_once(mlp_batch):
-    # The documented draw: torch.randn(n, B, C, generator=g), whose per-sample QR (signs fixed
-    # by R's diagonal) gives the n orthonormal directions.
+    # The documented draw: torch.randn(n, B, C, generator=g) in the default dtype (float32),
+    # whose per-sample QR in y's dtype (float64 here; signs fixed by R's diagonal) gives the n
+    # orthonormal directions.
     model, x = mlp_batch
     y = model(x)
     generator = torch.Generator(device=x.device).manual_seed(11)
     ours = JacobianReg(n=3, projection="orthogonal", generator=generator)(x, y)
     ref_generator = torch.Generator(device=x.device).manual_seed(11)
-    noise = torch.randn(3, 6, 10, dtype=y.dtype, device=x.device, generator=ref_generator)
+    noise = torch.randn(3, 6, 10, device=x.device, generator=ref_generator).to(y.dtype)
     q, r = torch.linalg.qr(noise.permute(1, 2, 0))  # [B, C, n]
     directions = q * r.diagonal(dim1=-2, dim2=-1).sign().unsqueeze(1)
     projected = directions.transpose(1, 2) @ per_sample_jacobians(model, x)  # [B, n, D]

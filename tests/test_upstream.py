@@ -1,10 +1,13 @@
-"""Upstream's names: the jacobian.jacobian module, its pickles, _random_vector and its overrides."""
+"""Upstream's names: jacobian.jacobian, pickles both ways, _random_vector and its overrides."""
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import jacobian
 import pytest
@@ -12,51 +15,85 @@ import torch
 from conftest import MLP
 from jacobian import JacobianReg
 from jacobian.jacobian import JacobianReg as UpstreamPathReg
-from reference import reference_reg
+from jacobian.regularizer import JacobianReg as OldPathReg
+from upstream_standin import upstream_estimate, write_package
 
 
-def test_upstreams_module_path_gives_the_same_class():
+def test_the_class_lives_at_upstreams_module_path():
+    # Pickles name a class by its module: upstream's package has jacobian.jacobian only.
     assert UpstreamPathReg is JacobianReg
-    assert JacobianReg.__module__ == "jacobian.regularizer"
+    assert JacobianReg.__module__ == "jacobian.jacobian"
+    assert OldPathReg is JacobianReg
 
 
-# Saves a model holding a regularizer as the upstream package made it: the class is pickled by
-# reference as jacobian.jacobian.JacobianReg, and its state is `n` and nn.Module's own fields.
-# The stand-in defines only what upstream's class has, in upstream's order (n before
-# nn.Module.__init__), under upstream's module path; our package is kept out of this process.
-SAVE_UPSTREAM_PICKLE = textwrap.dedent(
+def run_with_upstream(script: str, root: Path, *args: str) -> str:
+    """Runs ``script`` in a fresh interpreter where ``import jacobian`` is upstream's stand-in.
+
+    Our package stays installed, behind the stand-in on ``sys.path``, as when a user has both
+    and loads where upstream's comes first; the script checks which one it got. Returns stdout.
     """
-    import sys, types
+    write_package(root)
+    environment = {**os.environ, "PYTHONPATH": str(root)}
+    done = subprocess.run(
+        [sys.executable, "-c", PRELUDE + textwrap.dedent(script), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=environment,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+PRELUDE = textwrap.dedent(
+    """
+    import json, os, sys
+    from pathlib import Path
     import torch
     from torch import nn
-
-    package, module = types.ModuleType("jacobian"), types.ModuleType("jacobian.jacobian")
-    package.jacobian = module
-    sys.modules.update({"jacobian": package, "jacobian.jacobian": module})
-
-    class JacobianReg(nn.Module):
-        def __init__(self, n=1):
-            self.n = n
-            super().__init__()
-
-    JacobianReg.__module__ = "jacobian.jacobian"
-    module.JacobianReg = JacobianReg
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 3))
-    torch.save(nn.ModuleDict({"net": net, "reg": JacobianReg(n=2)}), sys.argv[1])
+    import jacobian, jacobian.jacobian
+    where = Path(jacobian.__file__).parent.parent
+    assert where == Path(os.environ["PYTHONPATH"]), f"upstream's stand-in is not first: {where}"
     """
 )
 
 
+def saved_model() -> torch.nn.ModuleDict:
+    """The model both sides save: a network and a regularizer with n=2, as one module."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
+    return torch.nn.ModuleDict({"net": net, "reg": JacobianReg(n=2)})
+
+
+# Saves, where upstream is installed, a model holding upstream's regularizer: its class is
+# pickled by reference as jacobian.jacobian.JacobianReg, its state is `n` and nn.Module's fields.
+SAVE_UPSTREAM = """
+torch.manual_seed(0)
+net = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 3))
+torch.save(nn.ModuleDict({"net": net, "reg": jacobian.JacobianReg(n=2)}), sys.argv[1])
+"""
+
+# Loads, where upstream is installed, a model saved with ours, and trains a step with it:
+# prints upstream's value under seed 1 and the next draw.
+LOAD_OURS = """
+model = torch.load(sys.argv[1], weights_only=False)
+reg = model["reg"]
+assert type(reg) is jacobian.jacobian.JacobianReg and reg.n == 2, type(reg)
+torch.manual_seed(0)
+data = torch.randn(5, 6, requires_grad=True)
+output = model["net"](data)
+torch.manual_seed(1)
+r = reg(data, output)
+after = torch.rand(1).item()
+(output.pow(2).mean() + r).backward()
+assert all(p.grad is not None for p in model["net"][0].parameters())
+print(json.dumps({"r": r.item(), "after": after}))
+"""
+
+
 def test_a_model_pickled_with_the_upstream_regularizer_loads_and_trains(tmp_path):
     path = tmp_path / "upstream_model.pt"
-    saved = subprocess.run(
-        [sys.executable, "-c", SAVE_UPSTREAM_PICKLE, str(path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert saved.returncode == 0, saved.stderr
+    run_with_upstream(SAVE_UPSTREAM, tmp_path / "upstream", str(path))
     model = torch.load(path, weights_only=False)
     reg = model["reg"]
     assert type(reg) is JacobianReg
@@ -68,11 +105,27 @@ def test_a_model_pickled_with_the_upstream_regularizer_loads_and_trains(tmp_path
     torch.manual_seed(1)
     r = reg(data, output)
     torch.manual_seed(1)
-    torch.testing.assert_close(r, reference_reg(data, output, n=2))
+    torch.testing.assert_close(r, upstream_estimate(data, output, n=2))
     before = [p.detach().clone() for p in model.parameters()]
     (output.pow(2).mean() + r).backward()
     optimizer.step()
     assert all(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_a_model_pickled_with_ours_loads_and_trains_where_upstream_is_installed(tmp_path):
+    path = tmp_path / "our_model.pt"
+    model = saved_model()
+    torch.save(model, path)
+    assert b"jacobian.regularizer" not in path.read_bytes()
+    upstream = json.loads(run_with_upstream(LOAD_OURS, tmp_path / "upstream", str(path)))
+    # Upstream's value there is ours here, under the same seed, and so is the next draw.
+    torch.manual_seed(0)
+    data = torch.randn(5, 6, requires_grad=True)
+    output = model["net"](data)
+    torch.manual_seed(1)
+    ours = model["reg"](data, output)
+    assert torch.rand(1).item() == upstream["after"]
+    assert ours.item() == pytest.approx(upstream["r"], rel=1e-6)
 
 
 def test_a_regularizer_pickled_by_us_round_trips(tmp_path):
@@ -80,6 +133,19 @@ def test_a_regularizer_pickled_by_us_round_trips(tmp_path):
     torch.save(reg, tmp_path / "reg.pt")
     loaded = torch.load(tmp_path / "reg.pt", weights_only=False)
     assert (loaded.n, loaded.reduction, loaded.projection) == (3, "sum", "orthogonal")
+
+
+def test_our_older_pickles_naming_jacobian_regularizer_still_load(tmp_path, monkeypatch):
+    # Before the class moved to upstream's path, pickles named jacobian.regularizer.JacobianReg
+    # (with the same state): this writes one such.
+    path = tmp_path / "old.pt"
+    with monkeypatch.context() as patch:
+        patch.setattr(JacobianReg, "__module__", "jacobian.regularizer")
+        torch.save(JacobianReg(n=3, reduction="sum"), path)
+    assert b"jacobian.regularizer" in path.read_bytes()
+    loaded = torch.load(path, weights_only=False)
+    assert type(loaded) is JacobianReg
+    assert (loaded.n, loaded.reduction, loaded.projection) == (3, "sum", "sphere")
 
 
 def test_random_vector_has_upstreams_semantics():

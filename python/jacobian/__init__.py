@@ -7,7 +7,7 @@ check_torch_version()
 
 from jacobian._native import __version__  # noqa: E402
 from jacobian.functional import jacobian_norm, spectral_norm  # noqa: E402
-from jacobian.regularizer import JacobianReg  # noqa: E402
+from jacobian.jacobian import JacobianReg  # noqa: E402
 from jacobian.spectral import JacobianSpectralReg  # noqa: E402
 
 # Upstream's package defines it; code written for upstream may read it.

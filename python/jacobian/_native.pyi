@@ -32,10 +32,12 @@ def frobenius_sq(
     """Returns factor * reduce_b(C/n * sum_k ||v_k^T J_b||^2): factor * reduce_b ||J_b||_F^2.
 
     Runs without the GIL. ``n`` is the number of random projections, or -1 for the exact value.
-    Directions are drawn from ``generator`` (called under the GIL) or torch's default generator
-    of y's device, or are ``directions(C, B)`` as given. While gradients are enabled the result
-    is differentiable (under no_grad no graph is built); y's graph is always kept. libtorch's
-    exceptions keep their Python types and its warnings are issued as Python warnings.
+    Directions are drawn from ``generator`` (called under the GIL; on y's device or the CPU) or
+    torch's default generator of y's device, as ``torch.randn(B, C)`` in the default dtype,
+    normalised, then cast to y's dtype; or are ``directions(C, B)`` as given. While gradients
+    are enabled the result is differentiable (under no_grad no graph is built); y's graph is
+    always kept. libtorch's exceptions keep their Python types and its warnings are issued as
+    Python warnings.
     """
 
 def spectral_norm(

@@ -78,13 +78,15 @@ def check_torch_version(
         return
     supported = minor(found) in SUPPORTED
     fix = (
-        f"install the jacobian-reg wheel built for torch {minor(found)} (pip install jacobian-reg "
-        f"-f <wheels>/torch-{minor(found)}, see the README), or install torch {needed} "
+        f"reinstall jacobian-reg for torch {minor(found)}: from source (`pip install --no-deps "
+        "--force-reinstall <its source directory or git URL>` builds against the torch "
+        f"installed), or the wheel built for it (pip install jacobian-reg -f "
+        f"<wheels>/torch-{minor(found)}, see the README); or install torch {needed} "
         f'(pip install "torch=={needed}.*")'
         if supported
-        else f"wheels exist for torch {SUPPORTED[0]} to {SUPPORTED[-1]} ({', '.join(SUPPORTED)}): "
-        f"install one of those, such as the one this wheel was built for (pip install "
-        f'"torch=={needed}.*"), or build jacobian from source against your torch'
+        else f"jacobian-reg supports torch {SUPPORTED[0]} to {SUPPORTED[-1]} "
+        f"({', '.join(SUPPORTED)}): install one of those, such as the one this installation "
+        f'was built for (pip install "torch=={needed}.*")'
     )
     raise ImportError(
         f"jacobian was built for torch {needed}, but torch {found} is installed; {fix}"

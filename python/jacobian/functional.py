@@ -38,7 +38,8 @@ def jacobian_reg(
         n: Random projections (an int >= 1), or -1 for the exact value.
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
         projection: ``"sphere"`` or ``"orthogonal"``.
-        generator: A ``torch.Generator`` on ``y``'s device to draw from instead of the global one.
+        generator: A ``torch.Generator`` on ``y``'s device or the CPU to draw from instead of
+            the global one.
         directions: Your own directions instead of random ones on the sphere: a callable
             ``(C, B) -> Tensor [B, C]`` called once per projection, whose rows are used as they
             come, unnormalised (upstream's ``_random_vector`` hook; sphere projections only).

@@ -6,6 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from jacobian import functional
+from jacobian._generators import pickled_state, restore_default_generator
 
 
 class JacobianSpectralReg(nn.Module):
@@ -22,7 +23,8 @@ class JacobianSpectralReg(nn.Module):
         tol: Stop early once no sample's estimate changes by more than this relative amount
             (0 runs every iteration).
         reduction: ``"mean"``, ``"sum"`` or ``"none"`` (shape [B]).
-        generator: A ``torch.Generator`` for the random start, instead of the global one.
+        generator: A ``torch.Generator`` for the random start, instead of the global one: on
+            ``y``'s device, or on the CPU for any device.
 
     Raises:
         TypeError: An argument has the wrong type.
@@ -42,6 +44,15 @@ class JacobianSpectralReg(nn.Module):
         self.tol = tol
         self.reduction = reduction
         self.generator = generator
+
+    def __getstate__(self) -> dict:
+        """The state to pickle (or deepcopy); ``torch.default_generator`` goes by name."""
+        return pickled_state(super().__getstate__())
+
+    def __setstate__(self, state: dict) -> None:
+        """Restores a pickled regularizer."""
+        super().__setstate__(state)
+        restore_default_generator(self)
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
         """Computes the regularizer for a batch.

@@ -8,7 +8,7 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use pyo3_tch::PyTensor;
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 // pyo3 0.21 (the pyo3-tch of torch 2.5 and 2.6) and 0.24 name these differently; the `_bound`
 // spellings exist in both (deprecated in 0.24).
@@ -71,28 +71,21 @@ impl Generator {
     }
 }
 
-/// torch's name of a dtype the core draws in.
-fn dtype_name(kind: Kind) -> &'static str {
-    match kind {
-        Kind::Half => "float16",
-        Kind::BFloat16 => "bfloat16",
-        Kind::Double => "float64",
-        _ => "float32",
-    }
-}
-
 impl Normal for Generator {
     fn device(&self) -> Option<Device> {
         Some(self.device)
     }
 
-    fn draw(&self, shape: &[i64], kind: Kind, device: Device) -> Result<Tensor> {
+    fn draw(&self, shape: &[i64], _device: Device) -> Result<Tensor> {
         Python::with_gil(|py| -> PyResult<Tensor> {
             let torch = torch_module(py)?;
             let kwargs = new_dict(py);
             kwargs.set_item(intern!(py, "generator"), self.generator.bind(py))?;
-            kwargs.set_item(intern!(py, "dtype"), torch.getattr(dtype_name(kind))?)?;
-            kwargs.set_item(intern!(py, "device"), crate::checks::device_name(device))?;
+            // No dtype: torch's default, as upstream's torch.randn(B, C).
+            kwargs.set_item(
+                intern!(py, "device"),
+                crate::checks::device_name(self.device),
+            )?;
             let noise = torch
                 .getattr(intern!(py, "randn"))?
                 .call((shape.to_vec(),), Some(&kwargs))?;

@@ -1,0 +1,1 @@
+"""Examples of the regularizer in use; run from the repository root, `python -m examples.mnist`."""
