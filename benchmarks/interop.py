@@ -95,7 +95,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="fewer, shorter repetitions")
     args = parser.parse_args(argv)
     reps, block = (5, 0.2) if args.quick else (15, 0.5)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
+    # One thread: the figures are ratios of neighbouring blocks, which other load on a shared
+    # machine disturbs least when no step waits on a second core.
+    torch.set_num_threads(1)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread, CPU")
     print("A training step with the regularizer (MNIST MLP, batch 64, n=1):")
     print("\n".join(compiled_rows(reps, block)))
     print("Per call on plain tensors (8 -> 16 -> 4 MLP, batch 8, n=1, gradients enabled):")
