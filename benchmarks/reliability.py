@@ -93,8 +93,8 @@ Machine: {machine}.
 def fuzz_outcomes(examples: int) -> dict[str, int]:
     """Runs the fuzz child and returns its outcome counts; raises if it failed or crashed."""
     out = subprocess.run(
-        [sys.executable, "fuzz_child.py", str(examples)],
-        cwd=ROOT / "tests",
+        [sys.executable, "-m", "tests.fuzz_child", str(examples)],
+        cwd=ROOT,
         capture_output=True,
         text=True,
         check=False,

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Callable
 
 import torch
 from jacobian import JacobianReg
 from torch import nn
 
-# The pure-PyTorch reference of the upstream algorithm lives with the tests.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from reference import reference_reg
+# The pure-PyTorch reference of the upstream algorithm lives with the tests (run from the
+# repository root: `python -m benchmarks`).
+from tests.reference import reference_reg
 
 LAMBDA_JR = 0.01
 # plain: no regularizer; reference: the upstream algorithm in pure PyTorch; floor: the bare

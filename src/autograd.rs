@@ -31,10 +31,7 @@ pub fn vector_jacobian_product(
     create_graph: bool,
 ) -> Result<Tensor> {
     if !y.requires_grad() {
-        return Err(Error::runtime_error(
-            "the regularizer cannot record its backward passes under torch.inference_mode(); \
-             use torch.no_grad() for evaluation and logging instead",
-        ));
+        return Err(Error::inference_mode());
     }
     match gradient(y, x, Some(v), create_graph)? {
         Some(grad) => Ok(grad),

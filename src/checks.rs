@@ -90,10 +90,7 @@ pub fn check_device(t: &Tensor, name: &str) -> Result<Device> {
 /// before anything else, so that an empty batch fails like any other).
 pub fn check_autograd_state() -> Result<()> {
     if engine::inference_mode_enabled() {
-        return Err(Error::runtime_error(
-            "the regularizer cannot record its backward passes under torch.inference_mode(); \
-             use torch.no_grad() for evaluation and logging instead",
-        ));
+        return Err(Error::inference_mode());
     }
     Ok(())
 }

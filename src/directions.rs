@@ -10,7 +10,7 @@ use crate::checks::device_name;
 use crate::engine::default_kind;
 use crate::error::{Error, Result};
 use crate::numerics::{accumulation_kind, normalize_rows};
-use crate::options::Sampling;
+use crate::options::{check_own_directions, Sampling};
 use tch::{Device, Kind, Tensor};
 
 /// Where standard normal draws come from: torch's default generator, or a caller's generator.
@@ -126,23 +126,18 @@ impl<'a> Directions<'a> {
         device: Device,
         draws: Draws<'a>,
     ) -> Result<Self> {
-        let normal =
-            match (draws, sampling) {
-                (Draws::Normal(normal), _) => normal,
-                (Draws::Given(given), Sampling::Sphere) => {
-                    return Ok(Directions::Given {
-                        given,
-                        shape,
-                        kind,
-                        device,
-                    })
-                }
-                (Draws::Given(_), Sampling::Orthogonal) => return Err(Error::value_error(
-                    "projection=\"orthogonal\" draws its own orthonormal directions, so it cannot \
-                     use the directions of an overridden _random_vector; use the default \
-                     projection=\"sphere\"",
-                )),
-            };
+        let normal = match draws {
+            Draws::Normal(normal) => normal,
+            Draws::Given(given) => {
+                check_own_directions(sampling, false)?;
+                return Ok(Directions::Given {
+                    given,
+                    shape,
+                    kind,
+                    device,
+                });
+            }
+        };
         check_generator_device(normal, device)?;
         match sampling {
             Sampling::Sphere => Ok(Directions::Sphere {

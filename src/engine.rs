@@ -1,15 +1,11 @@
 //! The C++ shim (csrc/engine.cpp): autograd::grad with grad_outputs, and libtorch's exceptions and warnings kept whole.
 
 use crate::error::{Error, Result};
+use crate::exception::{RawException, TorchException};
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::ptr::{null, null_mut, NonNull};
 use tch::{Kind, Tensor};
 use torch_sys::C_tensor;
-
-#[repr(C)]
-struct RawException {
-    _private: [u8; 0],
-}
 
 #[repr(C)]
 struct RawWarnings {
@@ -43,10 +39,6 @@ extern "C" {
         error: *mut *mut RawException,
     ) -> c_int;
     fn jac_scan_free(scan: *mut RawScan);
-    fn jac_exception_message(error: *const RawException) -> *const c_char;
-    fn jac_exception_kind(error: *const RawException) -> c_int;
-    fn jac_exception_set_python_error(error: *const RawException);
-    fn jac_exception_free(error: *mut RawException);
     fn jac_warnings_new() -> *mut RawWarnings;
     fn jac_warnings_free(warnings: *mut RawWarnings);
     fn jac_warnings_install(warnings: *mut RawWarnings) -> *mut c_void;
@@ -61,53 +53,6 @@ extern "C" {
         line: *mut u32,
         verbatim: *mut bool,
     );
-}
-
-/// An exception libtorch threw, kept whole, so that Python can raise it as torch itself would:
-/// a Python hook's own exception as that exception, c10's typed errors as their Python types.
-pub struct TorchException {
-    raw: NonNull<RawException>,
-}
-
-// The shim's object holds a std::exception_ptr and a string, which may move between threads.
-unsafe impl Send for TorchException {}
-unsafe impl Sync for TorchException {}
-
-impl TorchException {
-    /// The message, without libtorch's C++ backtrace.
-    pub fn message(&self) -> &str {
-        // SAFETY: the shim keeps the message alive, NUL-terminated, as long as the object.
-        let message = unsafe { CStr::from_ptr(jac_exception_message(self.raw.as_ptr())) };
-        std::str::from_utf8(message.to_bytes()).unwrap_or("libtorch error (message not UTF-8)")
-    }
-
-    /// Whether it is one of c10's errors (a RuntimeError or one of its typed subclasses), as
-    /// opposed to another C++ exception, such as a Python exception raised inside libtorch.
-    pub fn is_c10_error(&self) -> bool {
-        // SAFETY: a live object made by the shim.
-        unsafe { jac_exception_kind(self.raw.as_ptr()) == 0 }
-    }
-
-    /// Sets Python's error indicator for it, as torch's bindings do (`HANDLE_TH_ERRORS`).
-    ///
-    /// # Safety
-    /// The calling thread must hold the GIL.
-    pub unsafe fn set_python_error(&self) {
-        jac_exception_set_python_error(self.raw.as_ptr());
-    }
-}
-
-impl Drop for TorchException {
-    fn drop(&mut self) {
-        // SAFETY: owned, freed once. Freeing a Python exception takes the GIL in the shim.
-        unsafe { jac_exception_free(self.raw.as_ptr()) }
-    }
-}
-
-impl std::fmt::Debug for TorchException {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "TorchException({:?})", self.message())
-    }
 }
 
 /// The gradient of `output` with respect to `input` for the vector `grad_output` (None: ones,
@@ -139,7 +84,8 @@ pub fn grad(
     if failed != 0 {
         let raw = NonNull::new(error)
             .ok_or_else(|| Error::runtime_error("autograd failed without an exception"))?;
-        return Err(Error::from_torch(TorchException { raw }));
+        // SAFETY: the shim made it for us and hands it over.
+        return Err(Error::from_torch(unsafe { TorchException::from_raw(raw) }));
     }
     // SAFETY: a new at::Tensor the shim allocated for us; tch frees it.
     let grad = unsafe { Tensor::from_ptr(result) };
@@ -228,7 +174,8 @@ pub fn scan_graph(
     };
     if failed != 0 {
         return Err(match NonNull::new(error) {
-            Some(raw) => Error::from_torch(TorchException { raw }),
+            // SAFETY: the shim made it for us and hands it over.
+            Some(raw) => Error::from_torch(unsafe { TorchException::from_raw(raw) }),
             None => Error::runtime_error("reading y's graph failed"),
         });
     }

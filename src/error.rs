@@ -1,6 +1,6 @@
 //! Errors of the regularizers, classified the way PyTorch classifies them.
 
-use crate::engine::TorchException;
+use crate::exception::TorchException;
 use tch::TchError;
 
 /// What went wrong: wrong kind of argument (TypeError), wrong value (ValueError), a graph, device
@@ -27,6 +27,15 @@ impl Error {
 
     pub fn runtime_error(msg: impl Into<String>) -> Self {
         Error::Runtime(msg.into())
+    }
+
+    /// Under torch.inference_mode() no backward pass can be recorded, and every regularizer
+    /// runs some.
+    pub fn inference_mode() -> Self {
+        Error::runtime_error(
+            "the regularizer cannot record its backward passes under torch.inference_mode(); \
+             use torch.no_grad() for evaluation and logging instead",
+        )
     }
 
     /// An exception from libtorch's engine: kept whole, unless it is one of the plain errors

@@ -24,12 +24,6 @@ pub fn squared_frobenius(
     interrupt: Interrupt,
 ) -> Result<Tensor> {
     check_autograd_state()?;
-    if !(options.factor.is_finite() && options.factor >= 0.0) {
-        return Err(Error::value_error(format!(
-            "factor must be a finite number >= 0, got {}",
-            options.factor
-        )));
-    }
     let kind = check_inputs(&x.tensor, &y.tensor)?;
     // A torch.compile'd function in y's graph is the caller's to handle (the Python layer
     // computes the value without a graph and refuses the backward); the backward passes here
@@ -51,7 +45,7 @@ pub fn squared_frobenius(
     // After the option checks, so misuse raises whatever the batch holds.
     if batch == 0 || per_sample == 0 {
         let zeros = attached_zeros(&y.tensor, batch, per_sample)?;
-        return reduce(&zeros, options.reduction, options.factor);
+        return reduce(&zeros, options.reduction, batch, options.factor.get());
     }
     // Every unit vector in one dimension is ±1, so more draws would repeat the same value; a
     // caller's own directions are used as given, even there.
@@ -77,15 +71,13 @@ pub fn squared_frobenius(
         )?),
         _ => None,
     };
-    // factor · C/n for the estimate, and 1/B for the mean. The directions are scaled by its
-    // square root before the engine sees them, so the squared norms come out scaled: no
-    // multiplication is added to the graph that loss.backward() differentiates again. In half
-    // precision a gain would round every direction once more than upstream's (to 8 or 11 bits),
-    // so there the engine gets the directions as upstream's does, and the float32 sum is scaled.
-    let mut scale = options.factor * per_sample as f64 / count as f64;
-    if options.reduction == Reduction::Mean {
-        scale /= batch as f64;
-    }
+    // factor · C/n, the estimator's scale (the reduction's comes last, in `reduce`). The
+    // directions are scaled by its square root before the engine sees them, so the squared norms
+    // come out scaled: no multiplication is added to the graph that loss.backward()
+    // differentiates again. In half precision a gain would round every direction once more
+    // than upstream's (to 8 or 11 bits), so there the engine gets the directions as upstream's
+    // does, and the float32 sum is scaled.
+    let scale = options.factor.get() * per_sample as f64 / count as f64;
     let half = accumulation_kind(kind) != kind;
     let (gain, after) = if half {
         (1.0, scale)
@@ -132,10 +124,6 @@ pub fn squared_frobenius(
             });
         }
         let total = total.ok_or_else(|| Error::runtime_error("no projection was taken"))?;
-        Ok(if after == 1.0 {
-            total
-        } else {
-            total.f_mul_scalar(after)?
-        })
+        reduce(&total, options.reduction, batch, after)
     })
 }

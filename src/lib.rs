@@ -7,6 +7,7 @@ pub mod checks;
 pub mod directions;
 pub mod engine;
 pub mod error;
+pub mod exception;
 pub mod frobenius;
 pub mod numerics;
 pub mod options;

@@ -78,14 +78,24 @@ pub fn attached_zeros(y: &Tensor, batch: i64, per_sample: i64) -> Result<Tensor>
         .f_mul_scalar(0.0)?)
 }
 
-/// `factor` · reduce(values) for per-sample values [B]; the mean of an empty batch is 0, not NaN.
-pub fn reduce(values: &Tensor, reduction: Reduction, factor: f64) -> Result<Tensor> {
-    let batch = values.size1()?;
-    Ok(match reduction {
-        Reduction::None => values.f_mul_scalar(factor)?,
-        Reduction::Sum => values.f_sum(None)?.f_mul_scalar(factor)?,
-        Reduction::Mean => values
-            .f_sum(None)?
-            .f_mul_scalar(factor / batch.max(1) as f64)?,
+/// `factor` · the reduction over the batch: every regularizer reduces here, and only here.
+///
+/// `values` are the per-sample values [B], or for "sum" and "mean" already their sum (0-d),
+/// which needs no per-sample split of the gradients; `batch` is B. The mean of an empty batch is
+/// 0, not NaN. No multiplication is added where the scale is 1.
+pub fn reduce(values: &Tensor, reduction: Reduction, batch: i64, factor: f64) -> Result<Tensor> {
+    let reduced = match reduction {
+        Reduction::None => values.shallow_clone(),
+        Reduction::Sum | Reduction::Mean if values.dim() == 0 => values.shallow_clone(),
+        Reduction::Sum | Reduction::Mean => values.f_sum(None)?,
+    };
+    let scale = match reduction {
+        Reduction::Mean => factor / batch.max(1) as f64,
+        Reduction::None | Reduction::Sum => factor,
+    };
+    Ok(if scale == 1.0 {
+        reduced
+    } else {
+        reduced.f_mul_scalar(scale)?
     })
 }

@@ -70,6 +70,46 @@ impl Reduction {
     }
 }
 
+/// Refuses what a caller's own directions (an overridden `_random_vector`, `directions=`) cannot
+/// serve: they are sphere directions, and the caller draws them.
+pub fn check_own_directions(sampling: Sampling, generator: bool) -> Result<()> {
+    if sampling != Sampling::Sphere {
+        return Err(Error::value_error(
+            "projection=\"orthogonal\" draws its own orthonormal directions, so it cannot use \
+             those of an overridden _random_vector (directions=); use projection=\"sphere\" or \
+             drop the override",
+        ));
+    }
+    if generator {
+        return Err(Error::value_error(
+            "an overridden _random_vector (directions=) draws the directions itself, so \
+             generator= would be ignored; draw from the generator in your _random_vector \
+             instead, or drop the override",
+        ));
+    }
+    Ok(())
+}
+
+/// The scale of a regularizer's value: `factor` · reduce_b(...), a finite number >= 0.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Factor(f64);
+
+impl Factor {
+    pub fn new(factor: f64) -> Result<Self> {
+        if factor.is_finite() && factor >= 0.0 {
+            Ok(Factor(factor))
+        } else {
+            Err(Error::value_error(format!(
+                "factor must be a finite number >= 0, got {factor}"
+            )))
+        }
+    }
+
+    pub fn get(self) -> f64 {
+        self.0
+    }
+}
+
 /// The Frobenius estimate: `factor` · reduce_b( C/n · Σ_k ‖v_kᵀ J_b‖² ), an estimate of
 /// `factor` · reduce_b ‖J_b‖²_F (JacobianReg: factor 1/2 and the mean).
 #[derive(Clone, Copy, Debug)]
@@ -77,7 +117,7 @@ pub struct FrobeniusOptions {
     pub count: ProjectionCount,
     pub sampling: Sampling,
     pub reduction: Reduction,
-    pub factor: f64,
+    pub factor: Factor,
     /// Build the double-backward graph, so the result is differentiable.
     pub create_graph: bool,
 }
@@ -112,7 +152,7 @@ impl PowerIteration {
 pub struct SpectralOptions {
     pub power: PowerIteration,
     pub reduction: Reduction,
-    pub factor: f64,
+    pub factor: Factor,
     /// Build the double-backward graph for the last product, so the result is differentiable.
     pub create_graph: bool,
 }

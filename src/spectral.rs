@@ -101,5 +101,11 @@ pub fn squared_spectral(
     interrupt: Interrupt,
 ) -> Result<Tensor> {
     let sigma = spectral_norms(x, y, options.power, options.create_graph, normal, interrupt)?;
-    reduce(&sigma.f_square()?, options.reduction, options.factor)
+    let batch = sigma.size1()?;
+    reduce(
+        &sigma.f_square()?,
+        options.reduction,
+        batch,
+        options.factor.get(),
+    )
 }

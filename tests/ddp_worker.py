@@ -1,6 +1,6 @@
 """Trains with the regularizer under DistributedDataParallel (gloo, 2 processes on loopback).
 
-Usage: ``python ddp_worker.py OUT_DIR``; the ranks meet through a file in OUT_DIR (no port to
+Usage: ``python -m tests.ddp_worker OUT_DIR``; the ranks meet through a file in OUT_DIR (no port to
 race for) and talk over loopback; each rank writes its final parameters to
 ``OUT_DIR/rank<r>.pt``. ``setup`` and ``train`` are shared with the single-process run in
 test_reliability.py.

@@ -1,6 +1,6 @@
 """Trains with the regularizer under FSDP2 (fully_shard; gloo, 2 processes on loopback).
 
-Usage: ``python fsdp_worker.py OUT_DIR``; the ranks meet through a file in OUT_DIR and each
+Usage: ``python -m tests.fsdp_worker OUT_DIR``; the ranks meet through a file in OUT_DIR and each
 writes the full (unsharded) parameters after training to ``OUT_DIR/rank<r>.pt``. The model, the
 batch and the training step are ddp_worker's, written as users write them: nothing about the
 regularizer is special under FSDP2. Teardown is ordered as in ddp_worker (barrier, destroy, then
@@ -15,8 +15,9 @@ import sys
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from ddp_worker import BATCH, setup, train
 from torch.distributed.fsdp import fully_shard
+
+from tests.ddp_worker import BATCH, setup, train
 
 
 def worker(rank: int, out_dir: str) -> None:

@@ -1,8 +1,8 @@
 """Hypothesis fuzzing of the public API, run in a child process so that a crash fails a test.
 
-Usage: ``python fuzz_child.py MAX_EXAMPLES``; exits 0 when every example of correct usage returned
-a value (equal to the pure-PyTorch reference where that applies) and every other one raised
-TypeError/ValueError/RuntimeError with a message.
+Usage: ``python -m tests.fuzz_child MAX_EXAMPLES`` (from the repository root); exits 0 when
+every example of correct usage returned a value (equal to the pure-PyTorch reference where that
+applies) and every other one raised TypeError/ValueError/RuntimeError with a message.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jacobian import JacobianReg, JacobianSpectralReg, jacobian_norm, spectral_norm
-from reference import reference_reg
+
+from tests.reference import reference_reg
 
 FLOATS = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
 OTHERS = [torch.int64, torch.int32, torch.uint8, torch.bool, torch.complex64]

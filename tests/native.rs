@@ -13,7 +13,7 @@ use _native::error::{first_paragraph, Error, Result};
 use _native::frobenius::squared_frobenius;
 use _native::numerics::{reduce, tiny, unit_rows};
 use _native::options::{
-    FrobeniusOptions, PowerIteration, ProjectionCount, Reduction, Sampling, SpectralOptions,
+    Factor, FrobeniusOptions, PowerIteration, ProjectionCount, Reduction, Sampling, SpectralOptions,
 };
 use _native::spectral;
 use std::cell::RefCell;
@@ -30,7 +30,7 @@ fn options(count: ProjectionCount, sampling: Sampling, reduction: Reduction) -> 
         count,
         sampling,
         reduction,
-        factor: 0.5,
+        factor: Factor::new(0.5).unwrap(),
         create_graph: true,
     }
 }
@@ -362,12 +362,39 @@ fn a_generator_for_another_device_is_a_value_error_and_nothing_is_drawn() {
 #[test]
 fn reductions_scale_sum_and_average_with_an_empty_mean_of_zero() {
     let values = Tensor::from_slice(&[1.0f64, 2.0, 6.0]);
-    assert_eq!(scalar(&reduce(&values, Reduction::Mean, 0.5).unwrap()), 1.5);
-    assert_eq!(scalar(&reduce(&values, Reduction::Sum, 0.5).unwrap()), 4.5);
-    let none = reduce(&values, Reduction::None, 0.5).unwrap();
+    assert_eq!(
+        scalar(&reduce(&values, Reduction::Mean, 3, 0.5).unwrap()),
+        1.5
+    );
+    assert_eq!(
+        scalar(&reduce(&values, Reduction::Sum, 3, 0.5).unwrap()),
+        4.5
+    );
+    let none = reduce(&values, Reduction::None, 3, 0.5).unwrap();
     assert!(max_abs_diff(&none, &Tensor::from_slice(&[0.5f64, 1.0, 3.0])) == 0.0);
+    // A sum over the batch taken already (0-d) is scaled, not summed again: 1/B for the mean.
+    let total = Tensor::from_slice(&[9.0f64]).sum(Kind::Double);
+    assert_eq!(
+        scalar(&reduce(&total, Reduction::Mean, 3, 0.5).unwrap()),
+        1.5
+    );
+    assert_eq!(
+        scalar(&reduce(&total, Reduction::Sum, 3, 0.5).unwrap()),
+        4.5
+    );
     let empty = Tensor::zeros([0], F64);
-    assert_eq!(scalar(&reduce(&empty, Reduction::Mean, 0.5).unwrap()), 0.0);
+    assert_eq!(
+        scalar(&reduce(&empty, Reduction::Mean, 0, 0.5).unwrap()),
+        0.0
+    );
+}
+
+#[test]
+fn a_factor_must_be_finite_and_not_negative_for_both_regularizers() {
+    assert_eq!(Factor::new(0.5).unwrap().get(), 0.5);
+    for bad in [-1.0, f64::NAN, f64::INFINITY] {
+        assert!(matches!(Factor::new(bad), Err(Error::Value(m)) if m.contains("factor must be")));
+    }
 }
 
 #[test]
@@ -407,7 +434,7 @@ fn spectral_norm_of_a_linear_map_is_its_largest_singular_value() {
     let options = SpectralOptions {
         power,
         reduction: Reduction::Mean,
-        factor: 0.5,
+        factor: Factor::new(0.5).unwrap(),
         create_graph: false,
     };
     let reg =

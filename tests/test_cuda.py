@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import MLP, make_batch
 from jacobian import JacobianReg, JacobianSpectralReg, jacobian_norm, spectral_norm
 from torch.profiler import ProfilerActivity, profile
+
+from tests.models import MLP, make_batch
 
 pytestmark = pytest.mark.cuda
 

@@ -8,9 +8,10 @@ import copy
 import pytest
 import torch
 from jacobian import JacobianReg, JacobianSpectralReg, spectral_norm
-from reference import reference_reg
 from torch import Tensor, nn
-from upstream_standin import upstream_estimate
+
+from tests.reference import reference_reg
+from tests.upstream_standin import upstream_estimate
 
 # (B, C) with B·C under 16, a multiple of 16, and neither: torch's CPU randn gives a float16 or
 # bfloat16 draw the float32 draw's values only for the first two (and a float64 draw never), so

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
-import time
 import traceback
 import warnings
 
 import pytest
 import torch
-from conftest import MLP
 from jacobian import JacobianReg, JacobianSpectralReg, jacobian_norm, spectral_norm
+
+from tests.models import MLP
 
 # Every entry point that runs backward passes in the native module.
 ENTRY_POINTS = {
@@ -133,7 +134,10 @@ def test_keyboard_interrupt_in_a_python_backward_reaches_except_keyboard_interru
     )
     assert child.returncode == 0, child.stderr
     assert "caught KeyboardInterrupt" in child.stdout
-    assert "usable 8.0" in child.stdout  # 1/2 * mean_b ||2 I||_F^2 = 1/2 * 4 * 4
+    usable = re.search(r"usable ([0-9.]+)", child.stdout)
+    assert usable, child.stdout
+    # 1/2 * mean_b ||2 I||_F^2 = 1/2 * 4 * 4, to float32 rounding.
+    assert abs(float(usable.group(1)) - 8.0) < 1e-5, child.stdout
 
 
 def nondeterministic_output(x: torch.Tensor) -> torch.Tensor:
@@ -218,25 +222,16 @@ def test_a_warning_turned_error_while_the_call_fails_is_printed_and_the_error_ra
     assert "Error detected in NanBackwardBackward" in capfd.readouterr().err
 
 
-def test_an_engine_error_takes_well_under_a_millisecond():
-    # The message no longer carries a symbolised C++ backtrace, which took milliseconds to make.
+def test_an_engine_error_carries_no_cpp_backtrace():
+    # A symbolised C++ backtrace took milliseconds to make and means nothing to a Python user.
+    # (How long a failing call takes is measured by `make bench`, not asserted here.)
     model, x = batch()
     y = model(x)
-    y.sum().backward()  # frees the graph: every call below fails inside libtorch's engine
-    reg = JacobianReg()
-    best = float("inf")
-    for _ in range(5):
-        start = time.perf_counter()
-        for _ in range(20):
-            with pytest.raises(RuntimeError, match="already freed"):
-                reg(x, y)
-        best = min(best, (time.perf_counter() - start) / 20)
-    # The bar is 1 ms (docs/reliability.md has the measured figure); 10 ms leaves room for a
-    # loaded machine while still failing the old 4-10 ms path on any run.
-    assert best < 0.01, f"{1e3 * best:.2f} ms per failing call"
-    with pytest.raises(RuntimeError) as caught:
-        reg(x, y)
+    y.sum().backward()  # frees the graph: the call below fails inside libtorch's engine
+    with pytest.raises(RuntimeError, match="already freed") as caught:
+        JacobianReg()(x, y)
     assert "frame #" not in str(caught.value)
+    assert "Exception raised from" not in str(caught.value)
 
 
 @pytest.mark.cuda

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import MLP
 from jacobian import JacobianReg, JacobianSpectralReg, _native, jacobian_norm, spectral_norm
 from jacobian.functional import jacobian_reg, jacobian_spectral_reg
+
+from tests.models import MLP
 
 
 @pytest.mark.parametrize(
@@ -190,6 +191,19 @@ NATIVE_MISUSE = {
         (3, 1e-4, "mean", 0.5, 3),
         TypeError,
         GENERATOR_TYPE,
+    ),
+    # The factor is checked once, for both regularizers.
+    "frobenius_sq-factor": (
+        _native.frobenius_sq,
+        (1, "sphere", "mean", -0.5),
+        ValueError,
+        r"factor must be a finite number >= 0, got -0.5",
+    ),
+    "spectral_sq-factor": (
+        _native.spectral_sq,
+        (3, 1e-4, "mean", float("nan")),
+        ValueError,
+        r"factor must be a finite number >= 0, got NaN",
     ),
 }
 

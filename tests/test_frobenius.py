@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import MLP, MODELS, Cube, make_batch
 from jacobian import JacobianReg, jacobian_norm, spectral_norm
-from reference import dense_reg, per_sample_jacobians, reference_reg
+
+from tests.models import MLP, MODELS, Cube, make_batch
+from tests.reference import dense_reg, per_sample_jacobians, reference_reg
 
 
 def tolerance(dtype: torch.dtype) -> dict[str, float]:

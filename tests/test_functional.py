@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import ConvNet
 from jacobian import JacobianReg, JacobianSpectralReg, jacobian_norm
 from jacobian.functional import jacobian_reg, jacobian_spectral_reg
+
+from tests.models import ConvNet
 
 REDUCTIONS = ["mean", "sum", "none"]
 

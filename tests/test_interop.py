@@ -10,9 +10,10 @@ import pytest
 import torch
 from jacobian import JacobianReg, JacobianSpectralReg, jacobian_norm, spectral_norm
 from jacobian.functional import jacobian_reg, jacobian_spectral_reg
-from reference import reference_reg
 from torch import nn
 from torch.overrides import TorchFunctionMode
+
+from tests.reference import reference_reg
 
 LAMBDA = 0.1
 

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import types
 from importlib import metadata
 from pathlib import Path
 
@@ -47,6 +48,14 @@ def test_version_comes_from_the_crate():
         "spectral_norm",
     }
     assert all(hasattr(jacobian, name) for name in jacobian.__all__)
+    # Nothing else public at the top level but upstream's `name` and the submodules.
+    public = {
+        name
+        for name, value in vars(jacobian).items()
+        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+    }
+    assert public == set(jacobian.__all__) - {"__version__"} | {"name"}
+    assert jacobian.name == "jacobian"
 
 
 def test_installed_wheel_pins_the_torch_minor_release_it_was_built_for():

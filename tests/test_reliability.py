@@ -15,19 +15,25 @@ import jacobian
 import pytest
 import torch
 import torch.distributed.fsdp
-from conftest import MLP
 from jacobian import JacobianReg
-from reference import reference_reg
 
 from benchmarks.reliability import rss_growth
+from tests import ddp_worker
+from tests.models import MLP
+from tests.reference import reference_reg
 
-HERE = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_child(args: list[str], timeout: float) -> subprocess.CompletedProcess:
-    """Runs a Python child in tests/; a crash (a negative return code) fails the caller."""
+    """Runs a Python child from the repository root (`python -m tests.<module> ...` for the
+    children in tests/); a crash (a negative return code) fails the caller."""
     return subprocess.run(
-        [sys.executable, *args], cwd=HERE, capture_output=True, text=True, timeout=timeout
+        [sys.executable, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -41,7 +47,7 @@ def assert_child_ok(result: subprocess.CompletedProcess) -> None:
 
 
 def test_fuzz_in_child_process():
-    result = run_child(["fuzz_child.py", "200"], timeout=240)
+    result = run_child(["-m", "tests.fuzz_child", "200"], timeout=240)
     assert_child_ok(result)
     assert "fuzz: all examples passed" in result.stdout
 
@@ -49,7 +55,7 @@ def test_fuzz_in_child_process():
 @pytest.mark.slow
 @pytest.mark.timeout(900)  # about a minute alone; a loaded machine may take several
 def test_fuzz_in_child_process_long():
-    result = run_child(["fuzz_child.py", "2000"], timeout=840)
+    result = run_child(["-m", "tests.fuzz_child", "2000"], timeout=840)
     assert_child_ok(result)
     assert "fuzz: all examples passed" in result.stdout
 
@@ -175,10 +181,7 @@ def test_custom_function_and_checkpoint_train_and_match_reference(checkpointed):
 
 
 def test_ddp_gloo_matches_one_process_on_the_whole_batch(tmp_path):
-    sys.path.insert(0, str(HERE))
-    import ddp_worker
-
-    result = run_child(["ddp_worker.py", str(tmp_path)], timeout=240)
+    result = run_child(["-m", "tests.ddp_worker", str(tmp_path)], timeout=240)
     assert_child_ok(result)
     model, x, target = ddp_worker.setup()
     # One process on the concatenated batch: the batch means of the loss and of the regularizer
@@ -205,10 +208,7 @@ def test_ddp_gloo_matches_one_process_on_the_whole_batch(tmp_path):
 def test_fsdp2_gloo_matches_one_process_on_the_whole_batch(tmp_path):
     # The step as users write it: the regularizer keeps FSDP2's parameters unsharded through its
     # own backward passes, whose graph `loss.backward()` differentiates again.
-    sys.path.insert(0, str(HERE))
-    import ddp_worker
-
-    result = run_child(["fsdp_worker.py", str(tmp_path)], timeout=240)
+    result = run_child(["-m", "tests.fsdp_worker", str(tmp_path)], timeout=240)
     assert_child_ok(result)
     model, x, target = ddp_worker.setup()
     ddp_worker.train(model, x, target)

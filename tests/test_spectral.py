@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 from jacobian import JacobianReg, JacobianSpectralReg, spectral_norm
-from reference import per_sample_jacobians, power_iteration
+
+from tests.reference import per_sample_jacobians, power_iteration
 
 
 def test_spectral_norm_equals_dense_matrix_norm(mlp_batch):

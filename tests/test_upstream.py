@@ -12,11 +12,13 @@ from pathlib import Path
 import jacobian
 import pytest
 import torch
-from conftest import MLP
 from jacobian import JacobianReg
+from jacobian.functional import jacobian_reg
 from jacobian.jacobian import JacobianReg as UpstreamPathReg
 from jacobian.regularizer import JacobianReg as OldPathReg
-from upstream_standin import upstream_estimate, write_package
+
+from tests.models import MLP
+from tests.upstream_standin import upstream_estimate, write_package
 
 
 def test_the_class_lives_at_upstreams_module_path():
@@ -206,10 +208,23 @@ def test_an_overridden_random_vector_is_used_as_returned(classes):
 
 
 def test_an_override_that_cannot_be_honoured_is_refused_at_construction():
-    with pytest.raises(ValueError, match=r"overrides _random_vector.*generator="):
+    generator_refused = r"overridden _random_vector \(directions=\) draws .*generator= would be"
+    orthogonal_refused = r'projection="orthogonal" .* overridden _random_vector \(directions=\)'
+    with pytest.raises(ValueError, match=generator_refused):
         JacobianRegWithOverride(generator=torch.Generator())
-    with pytest.raises(ValueError, match=r'overrides _random_vector.*projection="sphere"'):
+    with pytest.raises(ValueError, match=orthogonal_refused):
         JacobianRegWithOverride(n=2, projection="orthogonal")
+    # The functional form refuses the same, with the same words (one check, in the core).
+    x = torch.randn(4, 3, requires_grad=True)
+    y = x * 2
+
+    def directions(size: int, batch: int) -> torch.Tensor:
+        return torch.ones(batch, size)
+
+    with pytest.raises(ValueError, match=generator_refused):
+        jacobian_reg(x, y, directions=directions, generator=torch.Generator())
+    with pytest.raises(ValueError, match=orthogonal_refused):
+        jacobian_reg(x, y, n=2, projection="orthogonal", directions=directions)
 
 
 class JacobianRegWithOverride(JacobianReg):

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from jacobian import _fsdp, _native
+from jacobian._types import Projection, Reduction
 
 # The regularizers differentiate y's autograd graph with respect to x. In a torch.compile'd
 # function that graph exists only while AOTAutograd traces it (on fake tensors, with autograd
@@ -96,8 +97,8 @@ def frobenius_sq(
     x: Tensor,
     y: Tensor,
     n: int,
-    projection: str,
-    reduction: str,
+    projection: Projection,
+    reduction: Reduction,
     factor: float,
     generator: torch.Generator | None = None,
     directions: Callable[[int, int], Tensor] | None = None,
@@ -117,8 +118,8 @@ def _frobenius_eager(
     x: Tensor,
     y: Tensor,
     n: int,
-    projection: str,
-    reduction: str,
+    projection: Projection,
+    reduction: Reduction,
     factor: float,
     generator: torch.Generator | None = None,
     directions: Callable[[int, int], Tensor] | None = None,
@@ -169,7 +170,7 @@ def spectral_sq(
     y: Tensor,
     iters: int,
     tol: float,
-    reduction: str,
+    reduction: Reduction,
     factor: float,
     generator: torch.Generator | None = None,
 ) -> Tensor:
@@ -186,7 +187,7 @@ def _spectral_sq_eager(
     y: Tensor,
     iters: int,
     tol: float,
-    reduction: str,
+    reduction: Reduction,
     factor: float,
     generator: torch.Generator | None = None,
 ) -> Tensor:

@@ -1,6 +1,6 @@
 """Type stubs for the Rust extension ``jacobian._native``."""
 
-from typing import Callable
+from typing import Callable, Literal
 
 import torch
 from torch import Tensor
@@ -19,12 +19,15 @@ __all__ = [
 __version__: str
 TORCH_VERSION: str
 
+_Projection = Literal["sphere", "orthogonal"]
+_Reduction = Literal["mean", "sum", "none"]
+
 def frobenius_sq(
     x: Tensor,
     y: Tensor,
     n: int,
-    projection: str,
-    reduction: str,
+    projection: _Projection,
+    reduction: _Reduction,
     factor: float = 0.5,
     generator: torch.Generator | None = None,
     directions: Callable[[int, int], Tensor] | None = None,
@@ -54,7 +57,7 @@ def spectral_sq(
     y: Tensor,
     iters: int,
     tol: float,
-    reduction: str,
+    reduction: _Reduction,
     factor: float = 0.5,
     generator: torch.Generator | None = None,
 ) -> Tensor:
@@ -68,11 +71,19 @@ def compiled_function_between(x: Tensor, y: Tensor) -> bool:
     """
 
 def check_frobenius_options(
-    n: int, projection: str, reduction: str, generator: torch.Generator | None = None
+    n: int,
+    projection: _Projection,
+    reduction: _Reduction,
+    generator: torch.Generator | None = None,
+    own_directions: bool = False,
 ) -> int:
-    """Returns ``n`` if ``frobenius_sq`` accepts the options, else raises TypeError/ValueError."""
+    """Returns ``n`` if ``frobenius_sq`` accepts the options, else raises TypeError/ValueError.
+
+    ``own_directions``: the caller will pass ``directions``, which only sphere projections
+    without a generator can use.
+    """
 
 def check_spectral_options(
-    iters: int, tol: float, reduction: str, generator: torch.Generator | None = None
+    iters: int, tol: float, reduction: _Reduction, generator: torch.Generator | None = None
 ) -> None:
     """Raises TypeError/ValueError unless ``spectral_sq`` would accept the options."""

@@ -9,6 +9,7 @@ from torch import Tensor
 from torch.overrides import handle_torch_function, has_torch_function_variadic
 
 from jacobian import _calls, _native
+from jacobian._types import Projection, Reduction
 
 # Each function follows torch.nn.functional's protocol: a tensor subclass with
 # __torch_function__, or an active TorchFunctionMode, sees the call (the function, its
@@ -22,8 +23,8 @@ def jacobian_reg(
     y: Tensor,
     n: int = 1,
     *,
-    reduction: str = "mean",
-    projection: str = "sphere",
+    reduction: Reduction = "mean",
+    projection: Projection = "sphere",
     generator: torch.Generator | None = None,
     directions: Callable[[int, int], Tensor] | None = None,
 ) -> Tensor:
@@ -75,7 +76,7 @@ def jacobian_norm(
     y: Tensor,
     n: int = -1,
     *,
-    projection: str = "sphere",
+    projection: Projection = "sphere",
     generator: torch.Generator | None = None,
 ) -> Tensor:
     """Per-sample squared Frobenius norms ``||J_b||_F^2`` of the Jacobian of ``y`` w.r.t. ``x``.
@@ -156,7 +157,7 @@ def jacobian_spectral_reg(
     *,
     iters: int = 20,
     tol: float = 1e-4,
-    reduction: str = "mean",
+    reduction: Reduction = "mean",
     generator: torch.Generator | None = None,
 ) -> Tensor:
     """Half the squared spectral norm of the Jacobian per sample, reduced over the batch.
@@ -196,18 +197,26 @@ def jacobian_spectral_reg(
     return _calls.spectral_sq(x, y, iters, tol, reduction, 0.5, generator)
 
 
-def check_jacobian_reg_options(
-    n: int, reduction: str, projection: str, generator: torch.Generator | None
+def _check_jacobian_reg_options(
+    n: int,
+    reduction: Reduction,
+    projection: Projection,
+    generator: torch.Generator | None,
+    own_directions: bool = False,
 ) -> int:
-    """Checks :func:`jacobian_reg`'s options (for a module's constructor); returns ``n``."""
+    """Checks :func:`jacobian_reg`'s options (for a module's constructor); returns ``n``.
+
+    ``own_directions``: the directions will be the caller's (``directions=``, an overridden
+    ``_random_vector``).
+    """
     check = _native.check_frobenius_options
     if torch.compiler.is_compiling():  # a module built inside compiled code
         check = _check_frobenius_outside_graph
-    return check(n, projection, reduction, generator)
+    return check(n, projection, reduction, generator, own_directions)
 
 
-def check_spectral_reg_options(
-    iters: int, tol: float, reduction: str, generator: torch.Generator | None
+def _check_spectral_reg_options(
+    iters: int, tol: float, reduction: Reduction, generator: torch.Generator | None
 ) -> None:
     """Checks :func:`jacobian_spectral_reg`'s options (for a module's constructor)."""
     check = _native.check_spectral_options

@@ -7,6 +7,7 @@ from torch import Tensor, nn
 
 from jacobian import functional
 from jacobian._generators import pickled_state, restore_default_generator
+from jacobian._types import Projection, Reduction
 
 # The options a regularizer pickled by the upstream package lacks: it has only `n`.
 _DEFAULTS = {"reduction": "mean", "projection": "sphere", "generator": None}
@@ -44,9 +45,18 @@ class JacobianReg(nn.Module):
 
     Raises:
         TypeError: An argument has the wrong type.
-        ValueError: ``n`` is 0 or below -1, or a string option is unknown.
+        ValueError: ``n`` is 0 or below -1, a string option is unknown, or a subclass that
+            overrides ``_random_vector`` asks for orthogonal projections or a generator.
 
     Example:
+        Upstream's usage, with a model, a batch and a supervised loss:
+
+        >>> import torch
+        >>> from torch import nn
+        >>> from jacobian import JacobianReg
+        >>> model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 3))
+        >>> data, target = torch.randn(16, 4), torch.randint(0, 3, (16,))
+        >>> criterion, lambda_JR = nn.CrossEntropyLoss(), 0.01
         >>> reg = JacobianReg()
         >>> data.requires_grad = True
         >>> output = model(data)
@@ -57,27 +67,17 @@ class JacobianReg(nn.Module):
     def __init__(
         self,
         n: int = 1,
-        reduction: str = "mean",
-        projection: str = "sphere",
+        reduction: Reduction = "mean",
+        projection: Projection = "sphere",
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
-        self.n = functional.check_jacobian_reg_options(n, reduction, projection, generator)
+        self.n = functional._check_jacobian_reg_options(
+            n, reduction, projection, generator, own_directions=self._overrides_random_vector()
+        )
         self.reduction = reduction
         self.projection = projection
         self.generator = generator
-        if self._overrides_random_vector():
-            if projection != "sphere":
-                raise ValueError(
-                    f"{type(self).__name__} overrides _random_vector, whose directions only "
-                    'projection="sphere" can use; drop projection= or the override'
-                )
-            if generator is not None:
-                raise ValueError(
-                    f"{type(self).__name__} overrides _random_vector, which draws the directions "
-                    "itself, so generator= would be ignored; draw from it in your "
-                    "_random_vector instead"
-                )
 
     def __getstate__(self) -> dict:
         """The state to pickle (or deepcopy); ``torch.default_generator`` goes by name."""

@@ -7,6 +7,7 @@ from torch import Tensor, nn
 
 from jacobian import functional
 from jacobian._generators import pickled_state, restore_default_generator
+from jacobian._types import Reduction
 
 
 class JacobianSpectralReg(nn.Module):
@@ -35,11 +36,11 @@ class JacobianSpectralReg(nn.Module):
         self,
         iters: int = 20,
         tol: float = 1e-4,
-        reduction: str = "mean",
+        reduction: Reduction = "mean",
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
-        functional.check_spectral_reg_options(iters, tol, reduction, generator)
+        functional._check_spectral_reg_options(iters, tol, reduction, generator)
         self.iters = iters
         self.tol = tol
         self.reduction = reduction

@@ -1,6 +1,7 @@
 //! Converts Python arguments to the core's types, with TypeErrors that name the argument and the fix.
 
 use super::errors::callback_error;
+use super::torch::type_name;
 use crate::checks::Shaped;
 use crate::error::Error;
 use crate::options::{PowerIteration, ProjectionCount, Reduction, Sampling};
@@ -8,14 +9,6 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyInt, PyString};
 use pyo3_tch::PyTensor;
-
-/// The name of an object's type, for messages (qualname: pyo3 0.21 under abi3 gives the module).
-pub fn type_name(ob: &Bound<'_, PyAny>) -> String {
-    ob.get_type()
-        .qualname()
-        .map(|name| name.to_string())
-        .unwrap_or_else(|_| "an unknown type".to_owned())
-}
 
 /// A tensor argument with its shape, read through Python: tch's `size()` panics on nested
 /// tensors and on symbolic shapes (as torch.compile traces them), where Python raises instead.

@@ -1,26 +1,13 @@
 //! Draws from a caller's `torch.Generator`, which tch cannot reach: torch.randn, called under the GIL.
 
-use super::args::type_name;
 use super::errors::callback_error;
+use super::torch::{new_dict, torch_module, type_name};
 use crate::directions::Normal;
 use crate::error::{Error, Result};
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
 use pyo3_tch::PyTensor;
 use tch::{Device, Tensor};
-
-// pyo3 0.21 (the pyo3-tch of torch 2.5 and 2.6) and 0.24 name these differently; the `_bound`
-// spellings exist in both (deprecated in 0.24).
-#[allow(deprecated)]
-pub fn torch_module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
-    py.import_bound("torch")
-}
-
-#[allow(deprecated)]
-fn new_dict(py: Python<'_>) -> Bound<'_, PyDict> {
-    PyDict::new_bound(py)
-}
 
 /// A caller's generator and the device it draws on.
 pub struct Generator {

@@ -1,10 +1,19 @@
 //! Raises the core's errors in Python as torch's own bindings would, and routes libtorch's warnings to `warnings`.
 
+use super::torch::torch_module;
 use crate::engine::Warning;
 use crate::error::Error;
+use crate::exception::RawException;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use std::ffi::CString;
+
+extern "C" {
+    /// Sets Python's error indicator for the exception, as torch's bindings do
+    /// (`HANDLE_TH_ERRORS`): a Python exception as raised, c10's typed errors as their types.
+    /// The calling thread must hold the GIL.
+    fn jac_exception_set_python_error(error: *const RawException);
+}
 
 impl From<Error> for PyErr {
     fn from(err: Error) -> Self {
@@ -15,8 +24,8 @@ impl From<Error> for PyErr {
             // The exception a Python hook raised, as raised (with its traceback); c10's typed
             // errors as torch maps them (torch.OutOfMemoryError, NotImplementedError, ...).
             Error::Torch(exception) => Python::with_gil(|py| {
-                // SAFETY: the GIL is held.
-                unsafe { exception.set_python_error() };
+                // SAFETY: the GIL is held; the exception stays alive for the call.
+                unsafe { jac_exception_set_python_error(exception.as_raw()) };
                 PyErr::take(py)
                     .unwrap_or_else(|| PyRuntimeError::new_err(exception.message().to_owned()))
             }),
@@ -33,7 +42,7 @@ impl From<Error> for PyErr {
 /// calls (which keep only the message; the engine's calls keep the typed exception).
 fn runtime_error(py: Python<'_>, msg: String) -> PyErr {
     if msg.starts_with("CUDA out of memory") {
-        let oom = super::draws::torch_module(py)
+        let oom = torch_module(py)
             .and_then(|torch| torch.getattr("OutOfMemoryError"))
             .and_then(|oom| oom.call1((msg.as_str(),)));
         if let Ok(oom) = oom {

@@ -3,10 +3,11 @@
 mod args;
 mod draws;
 mod errors;
+mod torch;
 
 use crate::directions::{DefaultGenerator, Draws, Normal};
 use crate::engine::{self, WarningCapture};
-use crate::options::{FrobeniusOptions, SpectralOptions};
+use crate::options::{check_own_directions, Factor, FrobeniusOptions, SpectralOptions};
 use crate::{frobenius, spectral};
 use draws::{CallerDirections, Generator};
 use pyo3::prelude::*;
@@ -48,7 +49,7 @@ fn frobenius_options(
         count: args::count(n)?,
         sampling: args::sampling(projection)?,
         reduction: args::reduction(reduction)?,
-        factor,
+        factor: Factor::new(factor)?,
         create_graph,
     })
 }
@@ -73,6 +74,9 @@ fn frobenius_sq<'py>(
     let options = frobenius_options(n, projection, reduction, factor, engine::grad_enabled())?;
     let generator = Generator::from_arg(generator)?;
     let directions = CallerDirections::from_arg(directions)?;
+    if directions.is_some() {
+        check_own_directions(options.sampling, generator.is_some())?;
+    }
     run_without_gil(py, generator, move |normal| {
         let given = |per_sample, batch| match &directions {
             Some(directions) => directions.call(per_sample, batch),
@@ -124,7 +128,7 @@ fn spectral_sq<'py>(
     let options = SpectralOptions {
         power: args::power_iteration(iters, tol)?,
         reduction: args::reduction(reduction)?,
-        factor,
+        factor: Factor::new(factor)?,
         create_graph: engine::grad_enabled(),
     };
     let generator = Generator::from_arg(generator)?;
@@ -143,15 +147,19 @@ fn compiled_function_between(x: &Bound<'_, PyAny>, y: &Bound<'_, PyAny>) -> PyRe
 
 /// Checks the Frobenius regularizer's options as `frobenius_sq` does; returns n.
 #[pyfunction]
-#[pyo3(signature = (n, projection, reduction, generator = None))]
+#[pyo3(signature = (n, projection, reduction, generator = None, own_directions = false))]
 fn check_frobenius_options(
     n: &Bound<'_, PyAny>,
     projection: &Bound<'_, PyAny>,
     reduction: &Bound<'_, PyAny>,
     generator: Option<&Bound<'_, PyAny>>,
+    own_directions: bool,
 ) -> PyResult<i64> {
     let options = frobenius_options(n, projection, reduction, 0.5, true)?;
-    Generator::from_arg(generator)?;
+    let generator = Generator::from_arg(generator)?;
+    if own_directions {
+        check_own_directions(options.sampling, generator.is_some())?;
+    }
     Ok(options.count.n())
 }
 

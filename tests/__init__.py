@@ -1,0 +1,1 @@
+"""The test suite: pytest against the installed package, with pure-PyTorch references."""
