@@ -51,21 +51,31 @@ def train(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor) -> None
         optimizer.step()
 
 
-def worker(rank: int, out_dir: str) -> None:
-    """One DDP rank: trains on its half of the batch, saves its parameters, leaves in order."""
+def join(rank: int, out_dir: str) -> None:
+    """Joins the gloo group of 2 ranks that meet through a file in ``out_dir``, on loopback."""
     os.environ["GLOO_SOCKET_IFNAME"] = "lo"
     rendezvous = f"file://{os.path.join(out_dir, 'rendezvous')}"
     dist.init_process_group("gloo", init_method=rendezvous, rank=rank, world_size=2)
-    model, x, target = setup()
-    ddp = DistributedDataParallel(model)
-    part = slice(rank * BATCH, (rank + 1) * BATCH)
-    train(ddp, x[part], target[part])
-    torch.save([p.detach() for p in model.parameters()], os.path.join(out_dir, f"rank{rank}.pt"))
+
+
+def leave(rank: int, out_dir: str, params: list[torch.Tensor]) -> None:
+    """Saves a rank's parameters, then leaves in the order the module's docstring explains."""
+    torch.save(params, os.path.join(out_dir, f"rank{rank}.pt"))
     dist.barrier()
     dist.destroy_process_group()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
+
+
+def worker(rank: int, out_dir: str) -> None:
+    """One DDP rank: trains on its half of the batch, saves its parameters, leaves in order."""
+    join(rank, out_dir)
+    model, x, target = setup()
+    ddp = DistributedDataParallel(model)
+    part = slice(rank * BATCH, (rank + 1) * BATCH)
+    train(ddp, x[part], target[part])
+    leave(rank, out_dir, [p.detach() for p in model.parameters()])
 
 
 if __name__ == "__main__":

@@ -9,22 +9,18 @@ regularizer is special under FSDP2. Teardown is ordered as in ddp_worker (barrie
 
 from __future__ import annotations
 
-import os
 import sys
 
 import torch
-import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.distributed.fsdp import fully_shard
 
-from tests.ddp_worker import BATCH, setup, train
+from tests.ddp_worker import BATCH, join, leave, setup, train
 
 
 def worker(rank: int, out_dir: str) -> None:
     """One FSDP2 rank: shards each layer and the root, trains on its half, saves, leaves."""
-    os.environ["GLOO_SOCKET_IFNAME"] = "lo"
-    rendezvous = f"file://{os.path.join(out_dir, 'rendezvous')}"
-    dist.init_process_group("gloo", init_method=rendezvous, rank=rank, world_size=2)
+    join(rank, out_dir)
     model, x, target = setup()
     for layer in model:
         if isinstance(layer, torch.nn.Linear):
@@ -32,13 +28,7 @@ def worker(rank: int, out_dir: str) -> None:
     fully_shard(model)
     part = slice(rank * BATCH, (rank + 1) * BATCH)
     train(model, x[part], target[part])
-    full = [p.full_tensor().detach() for p in model.parameters()]
-    torch.save(full, os.path.join(out_dir, f"rank{rank}.pt"))
-    dist.barrier()
-    dist.destroy_process_group()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    leave(rank, out_dir, [p.full_tensor().detach() for p in model.parameters()])
 
 
 if __name__ == "__main__":

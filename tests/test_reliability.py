@@ -180,18 +180,26 @@ def test_custom_function_and_checkpoint_train_and_match_reference(checkpointed):
         optimizer.step()
 
 
-def test_ddp_gloo_matches_one_process_on_the_whole_batch(tmp_path):
-    result = run_child(["-m", "tests.ddp_worker", str(tmp_path)], timeout=240)
+def assert_ranks_equal_one_process(worker: str, out_dir: Path) -> None:
+    """Runs a 2-rank worker of tests/ and checks each rank's parameters against one process.
+
+    One process on the concatenated batch: the batch means of the loss and of the regularizer
+    are the averages of the two halves' means, which is what the ranks' gradient averaging
+    computes.
+    """
+    result = run_child(["-m", f"tests.{worker}", str(out_dir)], timeout=240)
     assert_child_ok(result)
     model, x, target = ddp_worker.setup()
-    # One process on the concatenated batch: the batch means of the loss and of the regularizer
-    # are the averages of the two halves' means, which is what DDP's gradient averaging computes.
     ddp_worker.train(model, x, target)
     for rank in (0, 1):
-        ddp_params = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
-        assert len(ddp_params) == len(list(model.parameters()))
-        for ddp_param, param in zip(ddp_params, model.parameters()):
-            torch.testing.assert_close(ddp_param, param.detach(), rtol=1e-10, atol=1e-12)
+        params = torch.load(out_dir / f"rank{rank}.pt", weights_only=True)
+        assert len(params) == len(list(model.parameters()))
+        for theirs, ours in zip(params, model.parameters()):
+            torch.testing.assert_close(theirs, ours.detach(), rtol=1e-10, atol=1e-12)
+
+
+def test_ddp_gloo_matches_one_process_on_the_whole_batch(tmp_path):
+    assert_ranks_equal_one_process("ddp_worker", tmp_path)
 
 
 @pytest.mark.skipif(
@@ -208,15 +216,7 @@ def test_ddp_gloo_matches_one_process_on_the_whole_batch(tmp_path):
 def test_fsdp2_gloo_matches_one_process_on_the_whole_batch(tmp_path):
     # The step as users write it: the regularizer keeps FSDP2's parameters unsharded through its
     # own backward passes, whose graph `loss.backward()` differentiates again.
-    result = run_child(["-m", "tests.fsdp_worker", str(tmp_path)], timeout=240)
-    assert_child_ok(result)
-    model, x, target = ddp_worker.setup()
-    ddp_worker.train(model, x, target)
-    for rank in (0, 1):
-        fsdp_params = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
-        assert len(fsdp_params) == len(list(model.parameters()))
-        for fsdp_param, param in zip(fsdp_params, model.parameters()):
-            torch.testing.assert_close(fsdp_param, param.detach(), rtol=1e-10, atol=1e-12)
+    assert_ranks_equal_one_process("fsdp_worker", tmp_path)
 
 
 def test_autocast_bfloat16_close_to_float32():
