@@ -31,12 +31,15 @@ def python_blocks(path: Path) -> list[str]:
 def leaves(tensor: torch.Tensor) -> list[torch.Tensor]:
     """The leaf tensors that require grad in a tensor's graph: the parameters and the input."""
     found: dict[int, torch.Tensor] = {}
-    stack, seen = [tensor.grad_fn], set()
+    # The visited nodes are kept alive: torch may wrap a node anew on each access, and a freed
+    # wrapper's id can come back for another node.
+    stack, seen, visited = [tensor.grad_fn], set(), []
     while stack:
         node = stack.pop()
         if node is None or id(node) in seen:
             continue
         seen.add(id(node))
+        visited.append(node)
         if hasattr(node, "variable"):
             found[id(node.variable)] = node.variable
         stack.extend(next_node for next_node, _ in node.next_functions)
