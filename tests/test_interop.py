@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from typing import ClassVar
+from typing import Callable, ClassVar
 
 import jacobian
 import pytest
@@ -73,11 +73,20 @@ def batches(sizes=(5, 3, 5)):
     return [(torch.randn(b, 6, dtype=torch.float64), torch.randint(0, 4, (b,))) for b in sizes]
 
 
-# torch 2.6's inductor warns, when it keys its cache, that it skips a Dynamo setting whose
-# default (`{}`) Dynamo's own config copy marked as set: torch's warning about torch's setting.
-TORCH_26_CONFIG_WARNING = pytest.mark.filterwarnings(
-    "ignore:Skipping serialization of skipfiles_inline_module_allowlist"
+# torch's own warnings while its inductor loads and keys its cache, about torch's own code:
+# 2.6 skips a Dynamo setting whose default (`{}`) Dynamo's config copy marked as set; 2.11's
+# torch.utils.mkldnn, which inductor imports, still decorates with `torch.jit.script_method`.
+TORCH_INDUCTOR_WARNINGS = (
+    "ignore:Skipping serialization of skipfiles_inline_module_allowlist",
+    "ignore:`torch.jit.script_method` is deprecated:DeprecationWarning",
 )
+
+
+def torch_inductor_warnings(test: Callable) -> Callable:
+    """Lets torch's own inductor warnings (TORCH_INDUCTOR_WARNINGS) pass in a test."""
+    for ignored in TORCH_INDUCTOR_WARNINGS:
+        test = pytest.mark.filterwarnings(ignored)(test)
+    return test
 
 
 @pytest.fixture(autouse=True)
@@ -87,7 +96,7 @@ def fresh_dynamo():
     torch._dynamo.reset()
 
 
-@TORCH_26_CONFIG_WARNING
+@torch_inductor_warnings
 @pytest.mark.parametrize("backend", ["eager", "aot_eager", "inductor"])
 def test_compiled_step_trains_with_the_dense_reference_gradients(backend):
     # "eager" runs Dynamo's graph as Python: the regularizer's call in it runs as written.
@@ -98,7 +107,7 @@ def test_compiled_step_trains_with_the_dense_reference_gradients(backend):
         torch.testing.assert_close(got, reference_grads(model, x, target))
 
 
-@TORCH_26_CONFIG_WARNING
+@torch_inductor_warnings
 @pytest.mark.parametrize("backend", ["aot_eager", "inductor"])
 def test_compiled_step_with_random_projections_equals_eager(backend):
     # Same seed, same draws: aot_eager runs torch's own randn; inductor generates its own random
@@ -114,7 +123,7 @@ def test_compiled_step_with_random_projections_equals_eager(backend):
             torch.testing.assert_close(got, step_grads(eager, model, x, target))
 
 
-@TORCH_26_CONFIG_WARNING
+@torch_inductor_warnings
 @pytest.mark.parametrize("backend", ["aot_eager", "inductor"])
 def test_fullgraph_step_returning_the_loss_needs_no_traced_autograd_ops(backend):
     # One graph holds the model and the regularizer by default; only a `loss.backward()` inside
@@ -131,7 +140,7 @@ def test_fullgraph_step_returning_the_loss_needs_no_traced_autograd_ops(backend)
         torch.testing.assert_close(got, reference_grads(model, x, target))
 
 
-@TORCH_26_CONFIG_WARNING
+@torch_inductor_warnings
 @pytest.mark.skipif(
     not hasattr(torch._dynamo.config, "trace_autograd_ops"),
     reason=f"torch {torch.__version__} has no torch._dynamo.config.trace_autograd_ops",
