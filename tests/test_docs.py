@@ -80,7 +80,10 @@ class Checked:
         for mine, theirs in zip(ours_grads, reference_grads):
             assert (mine is None) == (theirs is None)
             if mine is not None:
-                torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-8)
+                # float32 sums taken in another order: entries that nearly cancel differ by a
+                # few ulps of the gradient's scale, not of their own (seen: 1.2e-8 on 1.5e-4).
+                scale = float(theirs.abs().max())
+                torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-5 * scale)
         added = [g for g in ours_grads if g is not None]
         assert any(bool(g.abs().sum() > 0) for g in added), "the regularizer adds nothing"
         self.calls += 1
@@ -108,6 +111,7 @@ def test_readme_has_the_upstream_training_loop():
 
 @pytest.mark.parametrize("path", markdown_files(), ids=lambda path: str(path.relative_to(ROOT)))
 def test_python_blocks_run(path, monkeypatch):
+    torch.manual_seed(0)  # the blocks draw their data: the same, whatever ran before
     checked = Checked()
     monkeypatch.setattr(JacobianReg, "forward", lambda reg, x, y: checked.forward(reg, x, y))
     namespace: dict[str, object] = {}
